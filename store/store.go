@@ -21,22 +21,22 @@ import (
 
 // Defaults and clamps (SPEC 13.1, issue 9).
 const (
-	LeaseTTLDefault        = 120 * time.Second
-	LeaseTTLMin            = time.Second
-	LeaseTTLMax            = time.Hour
-	MaxMessagesDefault     = 50000
-	MaxMessagesMax         = 500000
-	MaxDeliveriesDefault   = 10
-	ReplayCapacityDefault  = 1_000_000
-	BootstrapMaxFailures   = 5
-	JWTLeeway              = 60 * time.Second
-	NackBackoffBase        = time.Second
-	NackBackoffCap         = 5 * time.Minute
-	OpenTimeoutDefault     = 2 * time.Second
-	claimScanLimit         = 4096 // rows a claim examines for policy before giving up
-	promoteLimit           = 10000
-	maxBatch               = 512
-	MaxMaintenanceForMs    = 604_800_000
+	LeaseTTLDefault       = 120 * time.Second
+	LeaseTTLMin           = time.Second
+	LeaseTTLMax           = time.Hour
+	MaxMessagesDefault    = 50000
+	MaxMessagesMax        = 500000
+	MaxDeliveriesDefault  = 10
+	ReplayCapacityDefault = 1_000_000
+	BootstrapMaxFailures  = 5
+	JWTLeeway             = 60 * time.Second
+	NackBackoffBase       = time.Second
+	NackBackoffCap        = 5 * time.Minute
+	OpenTimeoutDefault    = 2 * time.Second
+	claimScanLimit        = 4096 // rows a claim examines for policy before giving up
+	promoteLimit          = 10000
+	maxBatch              = 512
+	MaxMaintenanceForMs   = 604_800_000
 )
 
 // Config configures Open.
@@ -105,9 +105,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("create db directory: %w", err)
 	}
 	db, err := bbolt.Open(cfg.Path, 0o600, &bbolt.Options{
-		Timeout:        cfg.OpenTimeout,
-		NoFreelistSync: true, // freelist is rebuilt at open; saves a page write per commit
-		FreelistType:   bbolt.FreelistMapType,
+		Timeout:         cfg.OpenTimeout,
+		NoFreelistSync:  true, // freelist is rebuilt at open; saves a page write per commit
+		FreelistType:    bbolt.FreelistMapType,
 		InitialMmapSize: 1 << 30, // remaps block readers; start big
 	})
 	if errors.Is(err, bbolt.ErrTimeout) {
