@@ -1,0 +1,356 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"populi-db/api"
+	"populi-db/internal/clock"
+	"populi-db/security"
+	"populi-db/store"
+	"populi-db/sweep"
+)
+
+// Serve defaults.
+const (
+	BindDefault            = "127.0.0.1:9847"
+	SweepIntervalDefault   = time.Second
+	ShutdownTimeoutDefault = 10 * time.Second
+	ReadHeaderTimeout      = 10 * time.Second
+)
+
+// envDoc is one row of the environment table shown by `serve --help` (and
+// mirrored in README.md).
+type envDoc struct{ name, def, meaning string }
+
+var serveEnvDocs = []envDoc{
+	{EnvDBPath, DefaultDBPath, "db file when --db is not given (directory created 0700)"},
+	{EnvMeshToken, "unset", "mesh bearer (full access); the token bootstrap exchange hands out"},
+	{EnvWorkerToken, "unset", "worker bearer: worker-plane routes (nodes, inbox, ack, leases)"},
+	{EnvSubmitterToken, "unset", "submitter bearer: a2a/deliver only"},
+	{EnvAdminToken, "unset", "admin bearer (same rights as mesh)"},
+	{EnvJWTSecret, "unset", "enables single-use HS256 JWT bearers (claims role, jti, exp); mint with `populi-db token jwt`"},
+	{EnvScopeID, "unset", "required scope_id on join/heartbeat; returned by bootstrap exchange"},
+	{EnvBootstrapToken, "unset", "one-time bootstrap token (--bootstrap-token overrides); empty = exchange disabled (404)"},
+	{EnvBootstrapExpires, "unset", "bootstrap expiry, Unix ms; a value already past at startup means expired (410)"},
+	{EnvVerifyKey, "unset", "Ed25519 public key (64 hex or base64) verifying job_result/job_fail attestations; invalid = off + warning"},
+	{EnvLeaseMs, "120000", "inbox and exec lease TTL in ms, clamped to [1000, 3600000]; unparsable = default"},
+	{EnvMaxMessages, "50000", "A2A row cap, clamped to [1, 500000]; acked rows are evicted first"},
+	{EnvMaxDeliveries, "10", "claims without ack before a row is dead-lettered; 0 = unlimited"},
+	{EnvMaxBodyBytes, "524288", "request body limit; values outside [2048, 8388608] are ignored (not trimmed)"},
+	{EnvStalePruneMs, "0 (off)", "hide nodes not seen for this many ms from the node list"},
+	{EnvRateLimit, "off", "1/true/on/yes: per-client-IP token bucket, 429 when over (/health exempt)"},
+	{EnvRateLimitPerSec, "50", "rate limit: requests per second per client IP"},
+	{EnvRateLimitBurst, "2 x per-sec", "rate limit: burst size"},
+	{EnvAuthScheme, AuthSchemeDefault, "parsed for compatibility only; jwt-hs256/both log a deprecation warning"},
+}
+
+func serveDescription() string {
+	var b strings.Builder
+	b.WriteString(`Serve the Populi HTTP API from one bbolt file.
+
+With no secret configured (none of VOX_MESH_TOKEN, VOX_MESH_WORKER_TOKEN,
+VOX_MESH_SUBMITTER_TOKEN, VOX_MESH_ADMIN_TOKEN, VOX_MESH_JWT_HMAC_SECRET) the
+server runs in open mode: every request is fully privileged. Open mode only
+binds loopback addresses unless --allow-open is given. ` + "`populi-db init`" + ` mints a
+token and scope to export.
+
+The first SIGTERM/SIGINT drains: long-poll claims end, the listener closes,
+in-flight requests finish (up to --shutdown-timeout), the sweeper stops and
+the db is closed. A second signal exits at once.
+
+Environment (resolved once at startup; values are trimmed, blank = unset):
+`)
+	w := 0
+	for _, d := range serveEnvDocs {
+		w = max(w, len(d.name))
+	}
+	for _, d := range serveEnvDocs {
+		fmt.Fprintf(&b, "  %-*s  (default %s)\n  %-*s  %s\n", w, d.name, d.def, w, "", d.meaning)
+	}
+	return b.String()
+}
+
+func serveCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:        "serve",
+		Usage:       "run the control plane HTTP server",
+		Description: serveDescription(),
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "bind", Value: BindDefault, Usage: "listen address host:port (port 0 picks a free port; the bound URL is printed)"},
+			&ucli.StringFlag{Name: "db", DefaultText: "$" + EnvDBPath + ", else " + DefaultDBPath, Usage: "bbolt database file (created if missing; its directory is created 0700)"},
+			&ucli.BoolFlag{Name: "allow-open", Usage: "allow open mode (no secret configured) on a non-loopback address"},
+			&ucli.StringFlag{Name: "bootstrap-token", Usage: "one-time bootstrap token, used verbatim; overrides $" + EnvBootstrapToken + " (prefer the variable: flags show up in ps)"},
+			&ucli.DurationFlag{Name: "sweep-interval", Value: SweepIntervalDefault, Usage: "background sweeper period (expired leases, timed maintenance, relay cap, JWT ids); 0 disables it"},
+			&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate file: serve HTTPS (needs --tls-key); default is plain HTTP"},
+			&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key file for --tls-cert"},
+			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
+			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
+		},
+		Action: func(c *ucli.Context) error {
+			return runServe(c.Context, serveOptions{
+				Bind:            c.String("bind"),
+				DB:              c.String("db"),
+				AllowOpen:       c.Bool("allow-open"),
+				BootstrapToken:  c.String("bootstrap-token"),
+				SweepInterval:   c.Duration("sweep-interval"),
+				TLSCert:         c.String("tls-cert"),
+				TLSKey:          c.String("tls-key"),
+				LogLevel:        c.String("log-level"),
+				ShutdownTimeout: c.Duration("shutdown-timeout"),
+				Stdout:          c.App.Writer,
+				Stderr:          c.App.ErrWriter,
+				Lookup:          osLookup(),
+			})
+		},
+	}
+}
+
+type serveOptions struct {
+	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
+	AllowOpen                                           bool
+	SweepInterval, ShutdownTimeout                      time.Duration
+	Stdout, Stderr                                      io.Writer
+	Lookup                                              LookupFunc
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.TrimSpace(s))); err != nil {
+		return 0, fmt.Errorf("unknown --log-level %q (try debug, info, warn or error)", s)
+	}
+	return l, nil
+}
+
+// isLoopbackBind reports whether a host:port listen address only accepts
+// local connections. An empty host (all interfaces) and names other than
+// localhost count as non-loopback.
+func isLoopbackBind(bind string) (bool, error) {
+	host, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return false, fmt.Errorf("invalid --bind %q (want host:port, e.g. %s): %w", bind, BindDefault, err)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true, nil
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback(), nil
+}
+
+// openModeRefusal is the one-line error for open mode on a public address.
+func openModeRefusal(bind string) error {
+	return fmt.Errorf("refusing open mode on non-loopback address %s: no secret is configured, so every request would be fully privileged; "+
+		"set %s (or %s, %s, %s, %s; `populi-db init` mints one), or pass --allow-open",
+		bind, EnvMeshToken, EnvWorkerToken, EnvSubmitterToken, EnvAdminToken, EnvJWTSecret)
+}
+
+func runServe(ctx context.Context, o serveOptions) error {
+	if o.Stderr == nil {
+		o.Stderr = os.Stderr
+	}
+	if o.Stdout == nil {
+		o.Stdout = os.Stdout
+	}
+	level, err := parseLevel(o.LogLevel)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
+
+	env := ParseServerEnv(o.Lookup, time.Now())
+	env.SetBootstrapToken(o.BootstrapToken)
+
+	loopback, err := isLoopbackBind(o.Bind)
+	if err != nil {
+		return err
+	}
+	if env.OpenMode() && !loopback && !o.AllowOpen {
+		return openModeRefusal(o.Bind)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key must be given together")
+	}
+	var tlsCfg *tls.Config
+	if o.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.TLSCert, o.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if o.SweepInterval < 0 {
+		return fmt.Errorf("--sweep-interval must not be negative (got %s)", o.SweepInterval)
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = ShutdownTimeoutDefault
+	}
+
+	dbPath, err := ResolveDBPath(o.DB, o.Lookup, os.UserHomeDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dbPath), 0o700); err != nil {
+		return fmt.Errorf("create db directory: %w", err)
+	}
+
+	for _, w := range env.Warnings {
+		log.Warn(w)
+	}
+
+	clk := clock.Real{}
+	scfg := env.Store
+	scfg.Path, scfg.Clock, scfg.Logger = dbPath, clk, log
+	st, err := store.Open(scfg)
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("database %s is locked: another populi-db is serving it (stop it, or pass a different --db)", dbPath)
+		}
+		return fmt.Errorf("open database %s: %w", dbPath, err)
+	}
+	storeClosed := false
+	defer func() {
+		if !storeClosed {
+			_ = st.Close()
+		}
+	}()
+
+	acfg := env.API
+	acfg.Store, acfg.Clock, acfg.Logger = st, clk, log
+	if env.JWTSecret != "" {
+		acfg.JWT = security.NewJWTVerifier(env.JWTSecret, st, clk)
+	}
+	acfg.Attestor = security.NewAttestor(env.VerifyKey, log)
+	if env.RateLimit.Enabled {
+		acfg.RateLimiter = security.NewRateLimiter(env.RateLimit.PerSec, env.RateLimit.Burst, clk)
+	}
+	srv, err := api.New(acfg)
+	if err != nil {
+		return fmt.Errorf("build HTTP API: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", o.Bind)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Bind, err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	url := scheme + "://" + ln.Addr().String()
+
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         tlsCfg,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	var sweepWG sync.WaitGroup
+	if o.SweepInterval > 0 {
+		sw := sweep.New(st, o.SweepInterval, log)
+		sweepWG.Add(1)
+		go func() { defer sweepWG.Done(); sw.Run(sweepCtx) }()
+	}
+
+	logStartup(log, &env, dbPath, url, o, acfg.Attestor != nil)
+
+	serveErr := make(chan error, 1)
+	go func() {
+		var err error
+		if tlsCfg != nil {
+			err = hs.ServeTLS(ln, "", "")
+		} else {
+			err = hs.Serve(ln)
+		}
+		serveErr <- err
+	}()
+	fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining long polls and in-flight requests (signal again to exit now)", "timeout", o.ShutdownTimeout)
+	case err := <-serveErr:
+		runErr = fmt.Errorf("HTTP server stopped: %w", err)
+		log.Error("HTTP server stopped unexpectedly", "err", err)
+	}
+
+	srv.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		log.Warn("in-flight requests did not finish in time; closing connections", "err", err)
+		_ = hs.Close()
+	}
+	stopSweep()
+	sweepWG.Wait()
+	storeClosed = true
+	if err := st.Close(); err != nil {
+		log.Error("close database", "path", dbPath, "err", err)
+		if runErr == nil {
+			runErr = fmt.Errorf("close database %s: %w", dbPath, err)
+		}
+	}
+	if runErr == nil {
+		log.Info("stopped cleanly", "db", dbPath)
+	}
+	return runErr
+}
+
+// logStartup says where the data is and which auth modes are active —
+// names and booleans only, never a secret value.
+func logStartup(log *slog.Logger, env *ServerEnv, dbPath, url string, o serveOptions, attest bool) {
+	bootstrap := "disabled"
+	switch {
+	case env.API.Bootstrap.Token == "":
+	case env.BootstrapExpired:
+		bootstrap = "expired"
+	case env.API.Bootstrap.ExpiresUnixMs != 0:
+		bootstrap = "enabled until " + time.UnixMilli(int64(env.API.Bootstrap.ExpiresUnixMs)).UTC().Format(time.RFC3339)
+	default:
+		bootstrap = "enabled (no expiry)"
+	}
+	rate := "off"
+	if env.RateLimit.Enabled {
+		rate = fmt.Sprintf("%d/s per client IP, burst %d", env.RateLimit.PerSec, env.RateLimit.Burst)
+	}
+	sweepDesc := "off"
+	if o.SweepInterval > 0 {
+		sweepDesc = o.SweepInterval.String()
+	}
+	log.Info("populi-db serving",
+		"url", url,
+		"db", dbPath,
+		"auth", strings.Join(env.AuthModes(), ","),
+		"scope_required", env.API.ScopeID != "",
+		"bootstrap", bootstrap,
+		"result_attestation", attest,
+		"rate_limit", rate,
+		"tls", o.TLSCert != "",
+		"lease_ms", env.Store.LeaseTTL.Milliseconds(),
+		"max_messages", env.Store.MaxMessages,
+		"max_deliveries", env.Store.MaxDeliveries,
+		"max_body_bytes", env.API.MaxBodyBytes,
+		"stale_prune_ms", env.API.StalePruneMs,
+		"sweep_interval", sweepDesc,
+	)
+	if env.OpenMode() {
+		log.Warn("open mode: no secret configured, every request is fully privileged; set " + EnvMeshToken + " (see `populi-db init`) before exposing this server")
+	}
+}

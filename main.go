@@ -1,0 +1,30 @@
+// Command populi-db is the durable Populi mesh control plane. main wires
+// signals and runs the command line; everything else lives in package cli.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"populi-db/cli"
+)
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		cancel() // first signal: graceful shutdown
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "populi-db: second %v, exiting now\n", s)
+		os.Exit(1)
+	}()
+	if err := cli.App().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "populi-db: %v\n", err)
+		os.Exit(1)
+	}
+}
