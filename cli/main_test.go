@@ -339,3 +339,8 @@ func listNodeIDs(t *testing.T, base, token string) map[string]bool {
 	}
 	return ids
 }
+
+// newRawRequest builds a bodiless request with no content type.
+func newRawRequest(method, url string) (*http.Request, error) {
+	return http.NewRequest(method, url, nil)
+}
