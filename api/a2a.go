@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"populi-db/store"
+	"populi-db/wire"
+)
+
+// maxDurationMs is the largest millisecond count a time.Duration holds;
+// larger client values are clamped to it rather than overflowing.
+const maxDurationMs = uint64(math.MaxInt64 / int64(time.Millisecond))
+
+// deliver answers POST /v1/populi/a2a/deliver (SPEC 2.9).
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.DeliverRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if err := store.ValidateDeliver(&req); err != nil { // steps 1-3, trims the ids
+		return err
+	}
+	if err := s.checkAttestation(&req); err != nil { // step 4
+		return err
+	}
+	if req.NotBeforeUnixMs != nil && *req.NotBeforeUnixMs > math.MaxInt64 {
+		// Beyond any representable instant; clamp so the store's wait-time
+		// arithmetic (int64 milliseconds) cannot overflow.
+		req.NotBeforeUnixMs = ptr(uint64(math.MaxInt64))
+	}
+	id, err := s.store.Deliver(req, "") // step 5 (idempotency) and storage
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, wire.DeliverResponse{Accepted: true, MessageID: id})
+}
+
+// inbox answers POST /v1/populi/a2a/inbox (SPEC 2.10): a listing without a
+// claimer, else a claim, which may long-poll for wait_ms (issue 9).
+func (s *Server) inbox(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.InboxRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	claimer := strings.TrimSpace(wire.Str(req.ClaimerNodeID))
+	if claimer == "" {
+		msgs, err := s.store.ListInbox(req.ReceiverAgentID, req.MaxMessages, req.BeforeMessageID)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, wire.InboxResponse{Messages: msgs})
+	}
+	var m *wire.StoredMessage
+	var err error
+	if wait := s.waitFor(req.WaitMs); wait > 0 {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(s.drainCtx, cancel) // Drain ends the wait
+		defer stop()
+		m, err = s.store.ClaimWait(ctx, req.ReceiverAgentID, claimer, wait)
+	} else {
+		m, err = s.store.ClaimNext(req.ReceiverAgentID, claimer)
+	}
+	if err != nil {
+		return err
+	}
+	msgs := []wire.StoredMessage{}
+	if m != nil {
+		msgs = append(msgs, *m)
+	}
+	return writeJSON(w, wire.InboxResponse{Messages: msgs})
+}
+
+// waitFor turns wait_ms into a duration capped at the configured maximum.
+func (s *Server) waitFor(ms *uint64) time.Duration {
+	if ms == nil || *ms == 0 {
+		return 0
+	}
+	if *ms >= uint64(s.maxWait/time.Millisecond) {
+		return s.maxWait
+	}
+	return time.Duration(*ms) * time.Millisecond
+}
+
+// ack answers POST /v1/populi/a2a/ack (SPEC 2.11; lease_token fencing,
+// issue 9).
+func (s *Server) ack(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.AckRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if err := s.store.Ack(req.ReceiverAgentID, req.MessageID, req.LeaseToken); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// leaseRenew answers POST /v1/populi/a2a/lease-renew (SPEC 2.12).
+func (s *Server) leaseRenew(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.LeaseRenewRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if _, err := s.store.RenewInboxLease(req.ReceiverAgentID, req.MessageID, req.ClaimerNodeID, req.LeaseToken); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// nack answers POST /v1/populi/a2a/nack (issue 9): the holder gives a row
+// back, claimable again after retry_after_ms or the default backoff.
+func (s *Server) nack(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.NackRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if req.RetryAfterMs != nil && *req.RetryAfterMs > maxDurationMs {
+		req.RetryAfterMs = ptr(maxDurationMs) // the store converts to time.Duration
+	}
+	if err := s.store.Nack(req); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+func ptr[T any](v T) *T { return &v }

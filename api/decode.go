@@ -1,0 +1,58 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Body decoding texts (SPEC 2.1 step 4). Clients branch on status only.
+const (
+	textUnsupportedType = "Expected request with `Content-Type: application/json`"
+	textTooLarge        = "Failed to buffer the request body: length limit exceeded"
+	textSyntaxPrefix    = "Failed to parse the request body as JSON: "
+	textDataPrefix      = "Failed to deserialize the JSON body into the target type: "
+)
+
+// decode reads a JSON body into dst in SPEC 2.1's order: 415 wrong content
+// type, 413 too large, 400 not JSON, 422 wrong types or missing fields. It
+// runs before the role check. Bad input never becomes a 500.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
+		return &httpError{http.StatusUnsupportedMediaType, textUnsupportedType}
+	}
+	if r.ContentLength > s.maxBody {
+		return &httpError{http.StatusRequestEntityTooLarge, textTooLarge}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return &httpError{http.StatusRequestEntityTooLarge, textTooLarge}
+		}
+		// The client went away or sent a broken body: its fault, not ours.
+		return &httpError{http.StatusBadRequest, textSyntaxPrefix + err.Error()}
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return &httpError{http.StatusBadRequest, textSyntaxPrefix + err.Error()}
+		}
+		return &httpError{http.StatusUnprocessableEntity, textDataPrefix + err.Error()}
+	}
+	return nil
+}
+
+// isJSONContentType accepts application/json and application/*+json, with
+// or without parameters, case-insensitively.
+func isJSONContentType(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	if mt == "application/json" {
+		return true
+	}
+	sub, ok := strings.CutPrefix(mt, "application/")
+	return ok && strings.HasSuffix(sub, "+json") && len(sub) > len("+json") && !strings.Contains(sub, "/")
+}

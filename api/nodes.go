@@ -1,0 +1,82 @@
+package api
+
+import (
+	"net/http"
+
+	"populi-db/wire"
+)
+
+// health answers GET /health (SPEC 2.3): never authenticated.
+func (s *Server) health(w http.ResponseWriter, _ *http.Request, _ *route) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("ok\n"))
+	return nil
+}
+
+// listNodes answers GET /v1/populi/nodes (SPEC 2.4, 10).
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, rt *route) error {
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	reg, err := s.store.ListNodes(s.cfg.StalePruneMs)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, reg)
+}
+
+// join answers POST /v1/populi/join (SPEC 2.5, 9.1).
+func (s *Server) join(w http.ResponseWriter, r *http.Request, rt *route) error {
+	return s.upsertNode(w, r, rt, s.store.Join)
+}
+
+// heartbeat answers POST /v1/populi/heartbeat (SPEC 2.6, 9.2).
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, rt *route) error {
+	return s.upsertNode(w, r, rt, s.store.Heartbeat)
+}
+
+func (s *Server) upsertNode(w http.ResponseWriter, r *http.Request, rt *route, op func(wire.NodeRecord) (wire.NodeRecord, error)) error {
+	var rec wire.NodeRecord
+	if err := s.decode(w, r, &rec); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if err := s.checkScope(rec.ScopeID); err != nil {
+		return err
+	}
+	out, err := op(rec) // rejects a blank id (SPEC 16.17)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, out)
+}
+
+// checkScope is SPEC 5: with a required scope, the record's scope_id must be
+// present and exactly equal (the client value is not trimmed).
+func (s *Server) checkScope(scope *string) error {
+	if s.cfg.ScopeID == "" {
+		return nil
+	}
+	if scope == nil || *scope != s.cfg.ScopeID {
+		return wire.ErrScopeMismatch
+	}
+	return nil
+}
+
+// leave answers POST /v1/populi/leave (SPEC 2.7): exact id, 204 or empty 404.
+func (s *Server) leave(w http.ResponseWriter, r *http.Request, rt *route) error {
+	var req wire.LeaveRequest
+	if err := s.decode(w, r, &req); err != nil {
+		return err
+	}
+	if err := authorize(r, rt); err != nil {
+		return err
+	}
+	if err := s.store.Leave(req.ID); err != nil {
+		return err
+	}
+	return noContent(w)
+}
