@@ -345,3 +345,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func apiTokens(mesh, worker, submitter, admin string) api.Tokens {
 	return api.Tokens{Mesh: mesh, Worker: worker, Submitter: submitter, Admin: admin}
 }
+
+func mustNode(id string) wire.NodeRecord {
+	return wire.NodeRecord{ID: id, Version: "1"}
+}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"errors"
 	"net/http"
 	"regexp"
 	"strings"
@@ -179,7 +180,7 @@ func TestAuthentication(t *testing.T) {
 	for name, h := range map[string]string{
 		"lowercase scheme": "bearer " + testTokens.Mesh,
 		"no space":         "Bearer" + testTokens.Mesh,
-		"two spaces ok?":   "Basic " + testTokens.Mesh,
+		"basic scheme":     "Basic " + testTokens.Mesh,
 		"empty token":      "Bearer    ",
 		"wrong token":      "Bearer nope",
 		"prefix of token":  "Bearer tok-mes",
@@ -270,4 +271,31 @@ func TestStoreClosedIsNot500(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.post("/v1/populi/join", node("n")).expect(t, 503, "populi: server is shutting down")
+}
+
+type panicAttestor struct{}
+
+func (panicAttestor) VerifyDelivery(*wire.DeliverRequest) error { panic("boom") }
+
+type brokenJWT struct{}
+
+func (brokenJWT) VerifyJWT(string) (api.Role, error) {
+	return api.RoleNone, errors.New("replay guard: disk on fire")
+}
+
+// Internal failures are logged and answered 500 with a generic text, never
+// with the internal detail, and the server keeps serving.
+func TestInternalErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{attestor: panicAttestor{}})
+	r := b.post(pathDeliver, msg("1", "2", "message_type", "job_result", "payload_blake3_hex", "a", "worker_ed25519_sig_b64", "b"))
+	r.expect(t, 500, "internal error")
+	if r.header.Get("X-Populi-Feature") != api.FeatureHeader {
+		t.Fatal("500 lacks x-populi-feature")
+	}
+	b.deliver("1", "2")
+
+	c := setup(t, opts{tokens: testTokens, jwt: brokenJWT{}, jwtEnabled: true})
+	c.get("/v1/populi/nodes", as("not-a-token")).expect(t, 500, "internal error")
+	c.get("/v1/populi/nodes").decode(t, &wire.Registry{})
 }

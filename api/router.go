@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/julienschmidt/httprouter"
@@ -72,13 +74,12 @@ var routes = []route{
 type Server struct {
 	cfg     Config
 	store   *store.Store
-	clock   clock.Clock
 	log     *slog.Logger
 	open    bool // SPEC 3.2: no secret configured
 	maxBody int64
 	maxWait time.Duration
 
-	knownPaths map[string]bool // for auth exemptions and metric labels
+	knownPaths map[string]bool // route paths, for metric labels
 	handler    http.Handler
 	metrics    *metrics
 
@@ -106,7 +107,6 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		store:      cfg.Store,
-		clock:      cfg.Clock,
 		log:        cfg.Logger,
 		open:       cfg.Tokens == (Tokens{}) && !cfg.JWTEnabled && cfg.JWT == nil,
 		maxBody:    cfg.MaxBodyBytes,
@@ -155,17 +155,7 @@ func notFound(w http.ResponseWriter, _ *http.Request) { writeEmpty(w, http.Statu
 // methodNotAllowed answers 405. httprouter lists OPTIONS in Allow even though
 // this server does not answer it; drop it so Allow names real methods.
 func methodNotAllowed(w http.ResponseWriter, _ *http.Request) {
-	allow := w.Header().Get("Allow")
-	kept := ""
-	for _, m := range splitComma(allow) {
-		if m == http.MethodOptions {
-			continue
-		}
-		if kept != "" {
-			kept += ", "
-		}
-		kept += m
-	}
-	w.Header().Set("Allow", kept)
+	allow := slices.DeleteFunc(splitComma(w.Header().Get("Allow")), func(m string) bool { return m == http.MethodOptions })
+	w.Header().Set("Allow", strings.Join(allow, ", "))
 	writeEmpty(w, http.StatusMethodNotAllowed)
 }
