@@ -30,6 +30,10 @@ const (
 	SweepIntervalDefault   = time.Second
 	ShutdownTimeoutDefault = 10 * time.Second
 	ReadHeaderTimeout      = 10 * time.Second
+	// ReadTimeout bounds reading one request (headers and body), so a
+	// client trickling a body cannot hold a connection for ever. There is
+	// no write timeout: long-poll claims legitimately take up to 30 s.
+	ReadTimeout = time.Minute
 )
 
 // envDoc is one row of the environment table shown by `serve --help` (and
@@ -254,6 +258,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	hs := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
 		IdleTimeout:       2 * time.Minute,
 		TLSConfig:         tlsCfg,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -398,3 +398,36 @@ func TestServeHelpNamesEveryFlagAndVariable(t *testing.T) {
 		}
 	}
 }
+
+// TestServeSecondSignalExitsNow holds a request in flight (its body never
+// completes), so graceful shutdown waits; a second SIGTERM must end the
+// process at once with a non-zero status.
+func TestServeSecondSignalExitsNow(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, filepath.Join(t.TempDir(), "p.db"), nil, "--shutdown-timeout", "1m")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/populi/join HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+	time.Sleep(200 * time.Millisecond) // let the handler start reading the body
+
+	s.signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		t.Fatalf("server exited while a request was in flight; stderr:\n%s", s.stderr)
+	case <-time.After(500 * time.Millisecond): // still draining, as it should
+	}
+	t0 := time.Now()
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(5 * time.Second); code == 0 {
+		t.Errorf("second signal: exit status 0, want non-zero")
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("second signal took %s to end the process", d)
+	}
+	if !strings.Contains(s.stderr.String(), "exiting now") {
+		t.Errorf("no exit-now message:\n%s", s.stderr)
+	}
+}
