@@ -87,8 +87,9 @@ func TestCrashRestart(t *testing.T) {
 		} else {
 			runCycle(t, srv, led, rng, seed, c, fail)
 		}
-		if logs := srv.stderr.String(); strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "panic") {
-			fail("cycle %d: the server logged an error or panicked", c)
+		if logs := srv.stderr.String(); strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "panic") ||
+			strings.Contains(logs, "DATA RACE") {
+			fail("cycle %d: the server logged an error, panicked or raced", c)
 		}
 		checkFile(t, dbPath, led, fail)
 		if len(led.problems) > 0 {
