@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"populi-db/internal/clock"
 	"populi-db/wire"
 )
 
@@ -344,6 +345,10 @@ func (s *Store) ClaimWait(ctx context.Context, receiver, claimer string, wait ti
 	deadline := s.clock.Now().Add(wait)
 	for {
 		woken := s.watch(receiver)
+		// Wait times up to here were due when the claim ran: one still
+		// waiting is one this claimer could not take (it is quarantined or
+		// draining), and must not turn the wait into a 1 ms polling loop.
+		claimedAt := clock.UnixMs(s.clock.Now())
 		m, err := s.ClaimNext(receiver, claimer)
 		if err != nil || m != nil {
 			return m, err
@@ -353,7 +358,7 @@ func (s *Store) ClaimWait(ctx context.Context, receiver, claimer string, wait ti
 		if left <= 0 {
 			return nil, nil
 		}
-		if next, ok := s.nextWaitTime(receiver); ok {
+		if next, ok := s.nextWaitTime(receiver, claimedAt); ok {
 			if d := time.UnixMilli(int64(next)).Sub(now); d < left {
 				left = max(d, time.Millisecond)
 			}
@@ -369,13 +374,14 @@ func (s *Store) ClaimWait(ctx context.Context, receiver, claimer string, wait ti
 	}
 }
 
-// nextWaitTime is the earliest lease expiry or due time among receiver's rows.
-func (s *Store) nextWaitTime(receiver string) (uint64, bool) {
+// nextWaitTime is the earliest lease expiry or due time after `after`
+// among receiver's rows.
+func (s *Store) nextWaitTime(receiver string, after uint64) (uint64, bool) {
 	var next uint64
 	var ok bool
 	_ = s.view(func(t *txn) error {
 		rp := recvPrefix(receiver)
-		k, _ := t.Bucket(bWait).Cursor().Seek(rp)
+		k, _ := t.Bucket(bWait).Cursor().Seek(cat(rp, u64(after+1)))
 		if k != nil && bytes.HasPrefix(k, rp) {
 			next, ok = getU64(k[len(rp):len(rp)+8]), true
 		}

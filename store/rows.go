@@ -191,6 +191,22 @@ func (t *txn) promoteDue(recv string, limit int) error {
 	return nil
 }
 
+// promoteAllDue promotes up to limit rows of any receiver whose lease
+// expired or whose delay passed, oldest wait time first.
+func (t *txn) promoteAllDue(limit int) error {
+	c := t.Bucket(bWaitByTime).Cursor()
+	var ids []uint64
+	for k, _ := c.First(); k != nil && len(ids) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
+		ids = append(ids, getU64(k[8:]))
+	}
+	for _, id := range ids {
+		if _, err := t.promote(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // deleteRow removes a row entirely (cap eviction), releasing its dedupe key.
 func (t *txn) deleteRow(m *wire.StoredMessage) error {
 	if err := t.releaseDedupe(m); err != nil {
@@ -220,6 +236,13 @@ func (t *txn) rowCount() uint64 {
 // evictOne removes the row the cap gives up first: the oldest acknowledged,
 // else the oldest dead letter, else the oldest live row (SPEC 16.8).
 func (t *txn) evictOne() (bool, error) {
+	// A lease that ran out at the delivery limit is dead at read time: write
+	// that down first so the row goes before live ones (SPEC 6.4 step 1).
+	if k, _ := t.Bucket(bAcked).Cursor().First(); k == nil && t.s.cfg.MaxDeliveries > 0 {
+		if err := t.promoteAllDue(promoteLimit); err != nil {
+			return false, err
+		}
+	}
 	var id uint64
 	if k, _ := t.Bucket(bAcked).Cursor().First(); k != nil {
 		id = getU64(k)

@@ -87,6 +87,13 @@ func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 	seen := map[string]bool{}
 	for k, v := rc.First(); k != nil; k, v = rc.Next() {
 		recv := string(k)
+		if k[0] == 0xff { // a long id, hashed by boundedKey: read it off a ready row
+			if rk, _ := t.Bucket(bReady).Cursor().Seek(cat(k, sep)); rk != nil && bytes.HasPrefix(rk, cat(k, sep)) {
+				if m, err := t.getRow(getU64(rk[len(rk)-8:])); err == nil && m != nil {
+					recv = m.ReceiverAgentID
+				}
+			}
+		}
 		seen[recv] = true
 		rs := wire.ReceiverStats{ReceiverAgentID: recv, Ready: getU64(v)}
 		oldest := t.oldestReadyCreated(recv)
