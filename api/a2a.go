@@ -30,11 +30,6 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rt *route) erro
 	if err := s.checkAttestation(&req); err != nil { // step 4
 		return err
 	}
-	if req.NotBeforeUnixMs != nil && *req.NotBeforeUnixMs > math.MaxInt64 {
-		// Beyond any representable instant; clamp so the store's wait-time
-		// arithmetic (int64 milliseconds) cannot overflow.
-		req.NotBeforeUnixMs = ptr(uint64(math.MaxInt64))
-	}
 	id, err := s.store.Deliver(req, "") // step 5 (idempotency) and storage
 	if err != nil {
 		return err
@@ -132,9 +127,6 @@ func (s *Server) nack(w http.ResponseWriter, r *http.Request, rt *route) error {
 	}
 	if err := authorize(r, rt); err != nil {
 		return err
-	}
-	if req.RetryAfterMs != nil && *req.RetryAfterMs > maxDurationMs {
-		req.RetryAfterMs = ptr(maxDurationMs) // the store converts to time.Duration
 	}
 	if err := s.store.Nack(req); err != nil {
 		return err

@@ -37,11 +37,6 @@ const JWTLeeway = store.JWTLeeway
 // few hundred bytes; anything longer is refused before any decoding.
 const MaxJWTBytes = 16 << 10
 
-// maxStoreExp caps the exp handed to the replay guard so that its purge time
-// (max(exp, now) + leeway, int64 seconds) cannot overflow. A token this far
-// in the future stays recorded for ever either way.
-const maxStoreExp = math.MaxInt64 - 2*int64(JWTLeeway/time.Second)
-
 // roleNames maps the trimmed, lower-cased role claim to its role.
 var roleNames = map[string]api.Role{
 	"mesh":      api.RoleMesh,
@@ -103,11 +98,8 @@ func (v *jwtVerifier) VerifyJWT(token string) (api.Role, error) {
 	if !ok {
 		return api.RoleNone, wire.ErrUnauthorized
 	}
-	// The token verifies through second exp+60 inclusive, but ConsumeJTI
-	// treats an entry whose purge time (max(exp, now)+60) equals now as
-	// already purged; handing it exp+1 keeps the jti through that last
-	// second. The cap keeps the store's purge time from overflowing.
-	if err := v.st.ConsumeJTI(jti, int64(min(exp, uint64(maxStoreExp)))+1); err != nil {
+	// exp is a u64 claim; the store clamps its own purge arithmetic.
+	if err := v.st.ConsumeJTI(jti, int64(min(exp, math.MaxInt64))); err != nil {
 		if !errors.Is(err, wire.ErrReplayed) {
 			// The store failed, not the caller: say so without the token.
 			slog.Default().Error("jwt replay guard unavailable; refusing JWT bearer", "err", err)

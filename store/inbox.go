@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -99,7 +100,7 @@ func (s *Store) Deliver(req wire.DeliverRequest, senderNodeID string) (uint64, e
 			m.SenderNodeID = ptr(senderNodeID)
 		}
 		if req.NotBeforeUnixMs != nil && *req.NotBeforeUnixMs > t.nowMs {
-			m.State, m.NotBeforeUnixMs = wire.StateDelayed, ptr(*req.NotBeforeUnixMs)
+			m.State, m.NotBeforeUnixMs = wire.StateDelayed, ptr(min(*req.NotBeforeUnixMs, MaxUnixMs))
 		}
 		if dedupe != "" {
 			m.IdempotencyDedupeKey = ptr(dedupe)
@@ -110,6 +111,18 @@ func (s *Store) Deliver(req wire.DeliverRequest, senderNodeID string) (uint64, e
 		return t.saveRow(nil, m)
 	})
 	return id, err
+}
+
+// MaxUnixMs is the latest instant the store keeps: times are converted to
+// time.Time (int64 milliseconds), so client values are clamped to it.
+const MaxUnixMs = uint64(math.MaxInt64 / int64(time.Millisecond))
+
+// addMs adds milliseconds to an instant, saturating at MaxUnixMs.
+func addMs(at, ms uint64) uint64 {
+	if ms >= MaxUnixMs-min(at, MaxUnixMs) {
+		return MaxUnixMs
+	}
+	return at + ms
 }
 
 func clampList(max *uint64) int {
@@ -184,6 +197,9 @@ func (t *txn) pageDesc(bucket []byte, recv string, before *uint64, fn func(id ui
 // quarantined or draining claimer gets nil. Errors: wire.ErrUnknownClaimerJoin.
 func (s *Store) ClaimNext(receiver, claimer string) (*wire.StoredMessage, error) {
 	claimer = strings.TrimSpace(claimer)
+	if !s.mayClaim(receiver, claimer) {
+		return nil, nil
+	}
 	var out *wire.StoredMessage
 	err := s.update(func(t *txn) error {
 		out = nil
@@ -223,6 +239,39 @@ func (s *Store) ClaimNext(receiver, claimer string) (*wire.StoredMessage, error)
 		return nil
 	})
 	return out, err
+}
+
+// mayClaim answers, from a read-only snapshot, whether a claim could find
+// anything: an idle worker polling an empty inbox then costs no write and no
+// fsync. It errs towards true (unknown claimer, rows policy may refuse); the
+// claim transaction decides.
+func (s *Store) mayClaim(receiver, claimer string) bool {
+	may := true
+	_ = s.view(func(t *txn) error {
+		node, err := t.getNode(claimer)
+		if err != nil || node == nil {
+			return err // unknown: let the claim answer 403
+		}
+		expireMaintenance(&node.rec, t.nowMs)
+		if quarantined(&node.rec) || blocksNewWork(&node.rec, t.nowMs) || !isDigits(receiver) {
+			may = false
+			return nil
+		}
+		rp := recvPrefix(receiver)
+		if k, _ := t.Bucket(bReady).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) {
+			return nil
+		}
+		hp := holderPrefix(claimer, receiver)
+		if k, _ := t.Bucket(bHeld).Cursor().Seek(hp); k != nil && bytes.HasPrefix(k, hp) {
+			return nil
+		}
+		if k, _ := t.Bucket(bWait).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) && getU64(k[len(rp):len(rp)+8]) <= t.nowMs {
+			return nil
+		}
+		may = false
+		return nil
+	})
+	return may
 }
 
 // pickRow returns the best claimable row: the first policy-allowed entry of
@@ -517,13 +566,13 @@ func (s *Store) Nack(req wire.NackRequest) error {
 		case s.cfg.MaxDeliveries > 0 && int(r.DeliveryCount) >= s.cfg.MaxDeliveries:
 			r.State = wire.StateDead
 		default:
-			delay := NackBackoff(r.DeliveryCount)
+			delayMs := uint64(NackBackoff(r.DeliveryCount).Milliseconds())
 			if req.RetryAfterMs != nil {
-				delay = time.Duration(*req.RetryAfterMs) * time.Millisecond
+				delayMs = *req.RetryAfterMs
 			}
 			r.State = wire.StateReady
-			if delay > 0 {
-				r.State, r.NotBeforeUnixMs = wire.StateDelayed, ptr(t.nowMs+uint64(delay.Milliseconds()))
+			if delayMs > 0 {
+				r.State, r.NotBeforeUnixMs = wire.StateDelayed, ptr(addMs(t.nowMs, delayMs))
 			}
 		}
 		return t.saveRow(m, &r)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/json"
+	"sync"
 	"fmt"
 	"strings"
 
@@ -21,11 +22,42 @@ func (t *txn) getNode(id string) (*storedNode, error) {
 	if v == nil {
 		return nil, nil
 	}
-	n := &storedNode{seq: getU64(v[:8])}
-	if err := json.Unmarshal(v[8:], &n.rec); err != nil {
+	rec, err := t.s.nodes.decode(v[8:])
+	if err != nil {
 		return nil, fmt.Errorf("decode node %q: %w", id, err)
 	}
-	return n, nil
+	return &storedNode{seq: getU64(v[:8]), rec: rec}, nil
+}
+
+// nodeCache remembers decoded node records by their exact stored bytes:
+// every claim and lease call looks its node up, and a NodeRecord costs tens
+// of microseconds to decode. Keyed by the bytes themselves, a cached record
+// can never be stale. Callers get a shallow copy and only replace top-level
+// fields, never mutate what a pointer field points at.
+type nodeCache struct {
+	mu sync.Mutex
+	m  map[string]wire.NodeRecord
+}
+
+const nodeCacheMax = 4096
+
+func (c *nodeCache) decode(raw []byte) (wire.NodeRecord, error) {
+	c.mu.Lock()
+	rec, ok := c.m[string(raw)]
+	c.mu.Unlock()
+	if ok {
+		return rec, nil
+	}
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return wire.NodeRecord{}, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= nodeCacheMax {
+		c.m = make(map[string]wire.NodeRecord)
+	}
+	c.m[string(raw)] = rec
+	c.mu.Unlock()
+	return rec, nil
 }
 
 func (t *txn) putNode(n *storedNode, old *wire.NodeRecord) error {
@@ -254,8 +286,8 @@ func (s *Store) ListNodes(staleMs uint64) (wire.Registry, error) {
 			if v == nil {
 				continue
 			}
-			var rec wire.NodeRecord
-			if err := json.Unmarshal(v[8:], &rec); err != nil {
+			rec, err := s.nodes.decode(v[8:])
+			if err != nil {
 				return fmt.Errorf("decode node %q: %w", id, err)
 			}
 			expireMaintenance(&rec, t.nowMs)

@@ -21,11 +21,16 @@ func (t *txn) getRow(id uint64) (*wire.StoredMessage, error) {
 		return nil, nil
 	}
 	var m wire.StoredMessage
-	if err := json.Unmarshal(v, &m); err != nil {
+	// Stored rows always carry priority, so skip StoredMessage's
+	// legacy-default UnmarshalJSON (it decodes twice) on this hot path.
+	if err := json.Unmarshal(v, (*rowJSON)(&m)); err != nil {
 		return nil, fmt.Errorf("decode a2a row %d: %w", id, err)
 	}
 	return &m, nil
 }
+
+// rowJSON is StoredMessage without its methods.
+type rowJSON wire.StoredMessage
 
 // saveRow moves a row from old to new (either may be nil: insert, delete).
 func (t *txn) saveRow(old, new *wire.StoredMessage) error {

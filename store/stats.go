@@ -22,6 +22,9 @@ func (s *Store) QueueStats() (wire.QueueStats, error) {
 	return st, err
 }
 
+// statsWalkLimit bounds how many unswept expired waits a stats read corrects.
+const statsWalkLimit = 10000
+
 func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 	st := wire.QueueStats{
 		PendingByKind:     map[string]uint64{},
@@ -51,8 +54,12 @@ func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 	// Adjust for waits that ended but are not swept yet (bounded by the
 	// sweeper's lag).
 	extraReady := map[string][]*wire.StoredMessage{}
+	// The walk is bounded: after a long outage (or with the sweeper off)
+	// counts are approximate until the sweeper catches up.
 	wc := t.Bucket(bWaitByTime).Cursor()
-	for k, _ := wc.First(); k != nil && getU64(k[:8]) <= t.nowMs; k, _ = wc.Next() {
+	walked := 0
+	for k, _ := wc.First(); k != nil && walked < statsWalkLimit && getU64(k[:8]) <= t.nowMs; k, _ = wc.Next() {
+		walked++
 		m, err := t.getRow(getU64(k[8:]))
 		if err != nil {
 			return st, err

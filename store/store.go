@@ -66,6 +66,8 @@ type Store struct {
 	closed   bool
 	inflight sync.WaitGroup
 
+	nodes nodeCache // decoded node records by stored bytes
+
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
 }

@@ -11,17 +11,23 @@ func (s *Store) ExpireInboxLeases(limit int) (int, error) {
 	err := s.update(func(t *txn) error {
 		n = 0
 		c := t.Bucket(bWaitByTime).Cursor()
-		var ids []uint64
-		for k, _ := c.First(); k != nil && len(ids) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
-			ids = append(ids, getU64(k[8:]))
+		var keys [][]byte
+		for k, _ := c.First(); k != nil && len(keys) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
+			keys = append(keys, append([]byte(nil), k...))
 		}
-		for _, id := range ids {
-			ok, err := t.promote(id)
+		for _, k := range keys {
+			ok, err := t.promote(getU64(k[8:]))
 			if err != nil {
 				return err
 			}
 			if ok {
 				n++
+				continue
+			}
+			// An entry that promotes nothing points at no waiting row:
+			// drop it so it cannot wedge the sweep at the index head.
+			if err := t.Bucket(bWaitByTime).Delete(k); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -36,18 +42,22 @@ func (s *Store) ExpireExecLeases(limit int) (int, error) {
 		n = 0
 		c := t.Bucket(bExecByExp).Cursor()
 		var ids []string
+		var keys [][]byte
 		for k, _ := c.First(); k != nil && len(ids) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
 			ids = append(ids, string(k[8:]))
+			keys = append(keys, append([]byte(nil), k...))
 		}
-		for _, id := range ids {
+		for i, id := range ids {
 			l, err := t.getLease(id)
 			if err != nil {
 				return err
 			}
-			if l == nil {
-				continue
-			}
-			if l.lease.ExpiresUnixMs > t.nowMs {
+			if l == nil || l.lease.ExpiresUnixMs > t.nowMs {
+				// Dangling or stale index entry: drop it so it cannot
+				// wedge the sweep at the index head.
+				if err := t.Bucket(bExecByExp).Delete(keys[i]); err != nil {
+					return err
+				}
 				continue
 			}
 			if err := t.deleteLease(l); err != nil {

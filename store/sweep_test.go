@@ -214,8 +214,15 @@ func TestJTIReplayAndPurge(t *testing.T) {
 		t.Fatalf("PurgeJTIs before the purge time = %d, %v", n, err)
 	}
 	b.clk.Advance(time.Second)
-	// At the purge time: the entry no longer guards, purged or not; using
-	// the id again records it afresh.
+	// At the purge time (exp+60 s): a JWT still verifies at that second, so
+	// the entry still guards and is not purgeable yet.
+	wantErr(t, b.s.ConsumeJTI("j1", nowSec), wire.ErrReplayed)
+	if n, err := b.s.PurgeJTIs(10); err != nil || n != 0 {
+		t.Fatalf("PurgeJTIs at the purge time = %d, %v", n, err)
+	}
+	b.clk.Advance(time.Second)
+	// One second past the purge time: the entry no longer guards, purged or
+	// not; using the id again records it afresh.
 	wantErr(t, b.s.ConsumeJTI("j1", nowSec), nil)
 	wantErr(t, b.s.ConsumeJTI("j1", nowSec), wire.ErrReplayed)
 	// old, x0, x1, x2 are due; late is not. Limit 3 per pass.
@@ -240,8 +247,8 @@ func TestJTICapacity(t *testing.T) {
 	// Full of live entries: new ids are refused, never forgotten.
 	wantErr(t, b.s.ConsumeJTI("c", nowSec), wire.ErrReplayed)
 	wantErr(t, b.s.ConsumeJTI("a", nowSec), wire.ErrReplayed)
-	b.clk.Advance(time.Minute)
-	// "a" is due: a new id makes room by purging it.
+	b.clk.Advance(time.Minute + time.Second)
+	// "a" is past its purge time: a new id makes room by purging it.
 	wantErr(t, b.s.ConsumeJTI("c", nowSec+60), nil)
 	wantErr(t, b.s.ConsumeJTI("d", nowSec+60), wire.ErrReplayed)
 	wantErr(t, b.s.ConsumeJTI("b", nowSec+100), wire.ErrReplayed)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"math"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,9 @@ func (s *Store) ConsumeJTI(jti string, expUnixSec int64) error {
 		b := t.Bucket(bJTI)
 		key := boundedKey(jti)
 		nowSec := t.now.Unix()
-		if v := b.Get(key); v != nil && int64(getU64(v)) > nowSec {
+		// A token still verifies at exactly exp+leeway, so an entry
+		// whose purge time is now is still live.
+		if v := b.Get(key); v != nil && int64(getU64(v)) >= nowSec {
 			return wire.ErrReplayed
 		}
 		if int(getU64(t.Bucket(bMeta).Get(mJTICount))) >= s.cfg.ReplayCapacity {
@@ -31,6 +34,7 @@ func (s *Store) ConsumeJTI(jti string, expUnixSec int64) error {
 				return err
 			}
 		}
+		expUnixSec = min(expUnixSec, math.MaxInt64-2*int64(JWTLeeway/time.Second)) // no overflow below
 		purge := max(expUnixSec, nowSec) + int64(JWTLeeway/time.Second)
 		if old := b.Get(key); old != nil { // expired leftover
 			if err := t.Bucket(bJTIByPurge).Delete(cat(old, key)); err != nil {
@@ -49,7 +53,7 @@ func (s *Store) ConsumeJTI(jti string, expUnixSec int64) error {
 func (t *txn) purgeJTIs(nowSec int64, limit int) (int, error) {
 	c := t.Bucket(bJTIByPurge).Cursor()
 	var keys [][]byte
-	for k, _ := c.First(); k != nil && len(keys) < limit && int64(getU64(k[:8])) <= nowSec; k, _ = c.Next() {
+	for k, _ := c.First(); k != nil && len(keys) < limit && int64(getU64(k[:8])) < nowSec; k, _ = c.Next() {
 		keys = append(keys, append([]byte(nil), k...))
 	}
 	for _, k := range keys {
