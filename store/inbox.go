@@ -169,7 +169,7 @@ func (s *Store) ListInbox(receiver string, max, before *uint64) ([]wire.StoredMe
 // starting below before (when given), until fn says stop.
 func (t *txn) pageDesc(bucket []byte, recv string, before *uint64, fn func(id uint64) (bool, error)) error {
 	rp := recvPrefix(recv)
-	c := t.Bucket(bucket).Cursor()
+	c := t.idx(bucket).Cursor()
 	var start []byte
 	if before != nil {
 		start = cat(rp, u64(*before))
@@ -258,14 +258,14 @@ func (s *Store) mayClaim(receiver, claimer string) bool {
 			return nil
 		}
 		rp := recvPrefix(receiver)
-		if k, _ := t.Bucket(bReady).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) {
+		if k, _ := t.idx(bReady).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) {
 			return nil
 		}
 		hp := holderPrefix(claimer, receiver)
-		if k, _ := t.Bucket(bHeld).Cursor().Seek(hp); k != nil && bytes.HasPrefix(k, hp) {
+		if k, _ := t.idx(bHeld).Cursor().Seek(hp); k != nil && bytes.HasPrefix(k, hp) {
 			return nil
 		}
-		if k, _ := t.Bucket(bWait).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) && getU64(k[len(rp):len(rp)+8]) <= t.nowMs {
+		if k, _ := t.idx(bWait).Cursor().Seek(rp); k != nil && bytes.HasPrefix(k, rp) && getU64(k[len(rp):len(rp)+8]) <= t.nowMs {
 			return nil
 		}
 		may = false
@@ -280,7 +280,7 @@ func (s *Store) mayClaim(receiver, claimer string) bool {
 func (t *txn) pickRow(recv string, node *wire.NodeRecord) (*wire.StoredMessage, error) {
 	var best *wire.StoredMessage
 	scan := func(bucket, prefix []byte) error {
-		c := t.Bucket(bucket).Cursor()
+		c := t.idx(bucket).Cursor()
 		n := 0
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if n++; n > claimScanLimit {
@@ -430,7 +430,7 @@ func (s *Store) nextWaitTime(receiver string, after uint64) (uint64, bool) {
 	var ok bool
 	_ = s.view(func(t *txn) error {
 		rp := recvPrefix(receiver)
-		k, _ := t.Bucket(bWait).Cursor().Seek(cat(rp, u64(after+1)))
+		k, _ := t.idx(bWait).Cursor().Seek(cat(rp, u64(after+1)))
 		if k != nil && bytes.HasPrefix(k, rp) {
 			next, ok = getU64(k[len(rp):len(rp)+8]), true
 		}
@@ -596,7 +596,7 @@ func (s *Store) ListDead(receiver string, max, before *uint64) ([]wire.StoredMes
 			return len(dead) < limit, nil
 		})
 		if s.cfg.MaxDeliveries > 0 {
-			c := t.Bucket(bWait).Cursor()
+			c := t.idx(bWait).Cursor()
 			rp := recvPrefix(receiver)
 			for k, _ := c.Seek(rp); k != nil && bytes.HasPrefix(k, rp) && getU64(k[len(rp):len(rp)+8]) <= t.nowMs; k, _ = c.Next() {
 				id := getU64(k[len(rp)+8:])

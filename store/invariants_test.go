@@ -18,8 +18,10 @@ import (
 func checkIndexes(s *Store) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	s.index.mu.RLock()
+	defer s.index.mu.RUnlock()
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		checkRows(tx, fail)
+		checkRows(tx, s, fail)
 		checkNodes(tx, fail)
 		checkExec(tx, fail)
 		checkJTI(tx, fail)
@@ -35,9 +37,19 @@ type keySet map[string]bool
 
 func (k keySet) add(parts ...[]byte) { k[string(cat(parts...))] = true }
 
-func bucketKeys(tx *bbolt.Tx, name []byte) keySet {
+// forEach walks a bucket: an in-memory index or a bbolt bucket.
+func forEach(tx *bbolt.Tx, s *Store, name []byte, fn func(k, v []byte) error) error {
+	if s != nil {
+		if b, ok := s.index.buckets[string(name)]; ok {
+			return b.ForEach(fn)
+		}
+	}
+	return tx.Bucket(name).ForEach(fn)
+}
+
+func bucketKeys(tx *bbolt.Tx, s *Store, name []byte) keySet {
 	out := keySet{}
-	_ = tx.Bucket(name).ForEach(func(k, _ []byte) error {
+	_ = forEach(tx, s, name, func(k, _ []byte) error {
 		out[string(k)] = true
 		return nil
 	})
@@ -57,7 +69,7 @@ func compareSets(fail func(string, ...any), name []byte, want, got keySet) {
 	}
 }
 
-func checkRows(tx *bbolt.Tx, fail func(string, ...any)) {
+func checkRows(tx *bbolt.Tx, s *Store, fail func(string, ...any)) {
 	want := map[string]keySet{}
 	for _, b := range [][]byte{bReady, bByReceiver, bWait, bWaitByTime, bHeld, bDead, bDeadIDs, bAcked} {
 		want[string(b)] = keySet{}
@@ -136,16 +148,16 @@ func checkRows(tx *bbolt.Tx, fail func(string, ...any)) {
 		return nil
 	})
 	for name, w := range want {
-		compareSets(fail, []byte(name), w, bucketKeys(tx, []byte(name)))
+		compareSets(fail, []byte(name), w, bucketKeys(tx, s, []byte(name)))
 	}
 	gotCounts := map[string]uint64{}
-	_ = tx.Bucket(bCounts).ForEach(func(k, v []byte) error {
+	_ = forEach(tx, s, bCounts, func(k, v []byte) error {
 		gotCounts[string(k)] = getU64(v)
 		return nil
 	})
 	compareCounts(fail, "a2a_counts", counts, gotCounts)
 	gotRecv := map[string]uint64{}
-	_ = tx.Bucket(bRecvReady).ForEach(func(k, v []byte) error {
+	_ = forEach(tx, s, bRecvReady, func(k, v []byte) error {
 		gotRecv[string(k)] = getU64(v)
 		return nil
 	})
@@ -200,8 +212,8 @@ func checkNodes(tx *bbolt.Tx, fail func(string, ...any)) {
 		}
 		return nil
 	})
-	compareSets(fail, bNodesOrder, wantOrder, bucketKeys(tx, bNodesOrder))
-	compareSets(fail, bMaintByTime, wantMaint, bucketKeys(tx, bMaintByTime))
+	compareSets(fail, bNodesOrder, wantOrder, bucketKeys(tx, nil, bNodesOrder))
+	compareSets(fail, bMaintByTime, wantMaint, bucketKeys(tx, nil, bMaintByTime))
 }
 
 func checkExec(tx *bbolt.Tx, fail func(string, ...any)) {
@@ -228,8 +240,8 @@ func checkExec(tx *bbolt.Tx, fail func(string, ...any)) {
 		}
 		return nil
 	})
-	compareSets(fail, bExecOrder, wantOrder, bucketKeys(tx, bExecOrder))
-	compareSets(fail, bExecByExp, wantExp, bucketKeys(tx, bExecByExp))
+	compareSets(fail, bExecOrder, wantOrder, bucketKeys(tx, nil, bExecOrder))
+	compareSets(fail, bExecByExp, wantExp, bucketKeys(tx, nil, bExecByExp))
 	gotScope := map[string]string{}
 	_ = tx.Bucket(bExecScope).ForEach(func(k, v []byte) error {
 		gotScope[string(k)] = string(v)
@@ -258,7 +270,7 @@ func checkJTI(tx *bbolt.Tx, fail func(string, ...any)) {
 		n++
 		return nil
 	})
-	compareSets(fail, bJTIByPurge, want, bucketKeys(tx, bJTIByPurge))
+	compareSets(fail, bJTIByPurge, want, bucketKeys(tx, nil, bJTIByPurge))
 	if got := int(getU64(tx.Bucket(bMeta).Get(mJTICount))); got != n {
 		fail("jti_count = %d, table holds %d", got, n)
 	}

@@ -2,9 +2,9 @@ package store
 
 import (
 	"encoding/json"
-	"sync"
 	"fmt"
 	"strings"
+	"sync"
 
 	"go.etcd.io/bbolt"
 

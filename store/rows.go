@@ -73,12 +73,12 @@ func (t *txn) indexRow(m *wire.StoredMessage, add bool) error {
 	put := func(bucket, key []byte) {
 		ops = append(ops, func() error {
 			if add {
-				return t.Bucket(bucket).Put(key, nil)
+				return t.idx(bucket).Put(key, nil)
 			}
-			return t.Bucket(bucket).Delete(key)
+			return t.idx(bucket).Delete(key)
 		})
 	}
-	counts := t.Bucket(bCounts)
+	counts := t.idx(bCounts)
 	count := func(key []byte) { ops = append(ops, func() error { return addCount(counts, key, d) }) }
 	pending := func() {
 		if m.TaskKind != nil {
@@ -92,7 +92,7 @@ func (t *txn) indexRow(m *wire.StoredMessage, add bool) error {
 		put(bByReceiver, cat(rp, id))
 		count(cReady)
 		pending()
-		ops = append(ops, func() error { return addCount(t.Bucket(bRecvReady), boundedKey(m.ReceiverAgentID), d) })
+		ops = append(ops, func() error { return addCount(t.idx(bRecvReady), boundedKey(m.ReceiverAgentID), d) })
 	case wire.StateLeased:
 		exp := u64(derefU64(m.LeaseExpiresUnixMs))
 		put(bWait, cat(rp, exp, id))
@@ -180,7 +180,7 @@ func (t *txn) promote(id uint64) (bool, error) {
 // or whose delay passed, so claim selection sees them in the ready index.
 func (t *txn) promoteDue(recv string, limit int) error {
 	rp := recvPrefix(recv)
-	c := t.Bucket(bWait).Cursor()
+	c := t.idx(bWait).Cursor()
 	var ids []uint64
 	for k, _ := c.Seek(rp); k != nil && bytes.HasPrefix(k, rp) && len(ids) < limit; k, _ = c.Next() {
 		if getU64(k[len(rp):len(rp)+8]) > t.nowMs {
@@ -199,7 +199,7 @@ func (t *txn) promoteDue(recv string, limit int) error {
 // promoteAllDue promotes up to limit rows of any receiver whose lease
 // expired or whose delay passed, oldest wait time first.
 func (t *txn) promoteAllDue(limit int) error {
-	c := t.Bucket(bWaitByTime).Cursor()
+	c := t.idx(bWaitByTime).Cursor()
 	var ids []uint64
 	for k, _ := c.First(); k != nil && len(ids) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
 		ids = append(ids, getU64(k[8:]))
@@ -232,7 +232,7 @@ func (t *txn) releaseDedupe(m *wire.StoredMessage) error {
 	return nil
 }
 
-func (t *txn) stateCount(key []byte) uint64 { return getU64(t.Bucket(bCounts).Get(key)) }
+func (t *txn) stateCount(key []byte) uint64 { return getU64(t.idx(bCounts).Get(key)) }
 
 func (t *txn) rowCount() uint64 {
 	return t.stateCount(cReady) + t.stateCount(cLeased) + t.stateCount(cDelayed) + t.stateCount(cDead) + t.stateCount(cAcked)
@@ -243,15 +243,15 @@ func (t *txn) rowCount() uint64 {
 func (t *txn) evictOne() (bool, error) {
 	// A lease that ran out at the delivery limit is dead at read time: write
 	// that down first so the row goes before live ones (SPEC 6.4 step 1).
-	if k, _ := t.Bucket(bAcked).Cursor().First(); k == nil && t.s.cfg.MaxDeliveries > 0 {
+	if k, _ := t.idx(bAcked).Cursor().First(); k == nil && t.s.cfg.MaxDeliveries > 0 {
 		if err := t.promoteAllDue(promoteLimit); err != nil {
 			return false, err
 		}
 	}
 	var id uint64
-	if k, _ := t.Bucket(bAcked).Cursor().First(); k != nil {
+	if k, _ := t.idx(bAcked).Cursor().First(); k != nil {
 		id = getU64(k)
-	} else if k, _ := t.Bucket(bDeadIDs).Cursor().First(); k != nil {
+	} else if k, _ := t.idx(bDeadIDs).Cursor().First(); k != nil {
 		id = getU64(k)
 	} else if k, _ := t.Bucket(bRows).Cursor().First(); k != nil {
 		id = getU64(k)

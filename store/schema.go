@@ -21,7 +21,11 @@ var (
 	bTombstones  = []byte("quarantine_tombstones") // node id → "1" (SPEC 16.9)
 	bMaintByTime = []byte("maint_deadline")        // deadline(8) ‖ node id → nil (timed drains, for the sweeper)
 
-	bRows       = []byte("a2a_rows")        // id(8) → StoredMessage JSON
+	bRows = []byte("a2a_rows") // id(8) → StoredMessage JSON: the mailbox's only durable row state
+	bIdem = []byte("a2a_idem") // dedupe key → id(8) (SPEC 6.3, 16.3)
+
+	// Derived mailbox indexes, kept in memory and rebuilt from bRows at open
+	// (memidx.go); same key layouts as if they were buckets.
 	bByReceiver = []byte("a2a_by_receiver") // recv 0x00 id(8) → nil: ready, leased and delayed rows (listing)
 	bReady      = []byte("a2a_ready")       // recv 0x00 ^prio(1) id(8) → nil: claim order (priority desc, id asc)
 	bWait       = []byte("a2a_wait")        // recv 0x00 T(8) id(8) → nil: leased (T = lease expiry) and delayed (T = due) rows
@@ -30,7 +34,6 @@ var (
 	bDead       = []byte("a2a_dead")        // recv 0x00 id(8) → nil: dead letters (listing)
 	bDeadIDs    = []byte("a2a_dead_ids")    // id(8) → nil: dead letters, oldest first (cap eviction)
 	bAcked      = []byte("a2a_acked")       // id(8) → nil: acknowledged rows, oldest first (cap eviction)
-	bIdem       = []byte("a2a_idem")        // dedupe key → id(8) (SPEC 6.3, 16.3)
 	bCounts     = []byte("a2a_counts")      // state name → count(8); "k:"+task_kind and "p:"+prio → pending count
 	bRecvReady  = []byte("a2a_recv_ready")  // recv → ready count(8)
 
@@ -46,7 +49,7 @@ var (
 
 var allBuckets = [][]byte{
 	bMeta, bNodes, bNodesOrder, bTombstones, bMaintByTime,
-	bRows, bByReceiver, bReady, bWait, bWaitByTime, bHeld, bDead, bDeadIDs, bAcked, bIdem, bCounts, bRecvReady,
+	bRows, bIdem, // the mailbox's other indexes are derived, in memory (memidx.go)
 	bExec, bExecOrder, bExecScope, bExecByExp,
 	bJTI, bJTIByPurge, bBootstrap,
 }

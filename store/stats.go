@@ -31,7 +31,7 @@ func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 		PendingByPriority: map[string]uint64{},
 		Receivers:         []wire.ReceiverStats{},
 	}
-	c := t.Bucket(bCounts).Cursor()
+	c := t.idx(bCounts).Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		n := getU64(v)
 		switch ks := string(k); {
@@ -56,7 +56,7 @@ func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 	extraReady := map[string][]*wire.StoredMessage{}
 	// The walk is bounded: after a long outage (or with the sweeper off)
 	// counts are approximate until the sweeper catches up.
-	wc := t.Bucket(bWaitByTime).Cursor()
+	wc := t.idx(bWaitByTime).Cursor()
 	walked := 0
 	for k, _ := wc.First(); k != nil && walked < statsWalkLimit && getU64(k[:8]) <= t.nowMs; k, _ = wc.Next() {
 		walked++
@@ -90,12 +90,12 @@ func (t *txn) queueStats(perReceiver bool) (wire.QueueStats, error) {
 	if !perReceiver {
 		return st, nil
 	}
-	rc := t.Bucket(bRecvReady).Cursor()
+	rc := t.idx(bRecvReady).Cursor()
 	seen := map[string]bool{}
 	for k, v := rc.First(); k != nil; k, v = rc.Next() {
 		recv := string(k)
 		if k[0] == 0xff { // a long id, hashed by boundedKey: read it off a ready row
-			if rk, _ := t.Bucket(bReady).Cursor().Seek(cat(k, sep)); rk != nil && bytes.HasPrefix(rk, cat(k, sep)) {
+			if rk, _ := t.idx(bReady).Cursor().Seek(cat(k, sep)); rk != nil && bytes.HasPrefix(rk, cat(k, sep)) {
 				if m, err := t.getRow(getU64(rk[len(rk)-8:])); err == nil && m != nil {
 					recv = m.ReceiverAgentID
 				}
@@ -134,7 +134,7 @@ func readySince(m *wire.StoredMessage) uint64 { return m.CreatedUnixMs }
 // seeking once per distinct priority (at most 256 seeks, no row scan).
 func (t *txn) oldestReadyCreated(recv string) uint64 {
 	rp := recvPrefix(recv)
-	c := t.Bucket(bReady).Cursor()
+	c := t.idx(bReady).Cursor()
 	var minID uint64
 	found := false
 	k, _ := c.Seek(rp)

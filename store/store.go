@@ -67,6 +67,7 @@ type Store struct {
 	inflight sync.WaitGroup
 
 	nodes nodeCache // decoded node records by stored bytes
+	index *memIndex // derived mailbox indexes (memidx.go)
 
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
@@ -124,8 +125,13 @@ func Open(cfg Config) (*Store, error) {
 		stop:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 		watchers:   make(map[string]chan struct{}),
+		index:      newMemIndex(),
 	}
 	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.rebuildIndex(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -251,6 +257,7 @@ func (s *Store) commitLoop() {
 			// An unexpected error may have left partial writes: discard the
 			// whole batch and give every operation its own transaction.
 			_ = tx.Rollback()
+			s.mustRebuildIndex()
 			for _, r := range batch {
 				r.done <- s.solo(r.fn)
 			}
@@ -258,6 +265,7 @@ func (s *Store) commitLoop() {
 		}
 		if err := tx.Commit(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
+			s.mustRebuildIndex()
 			for _, r := range batch {
 				r.done <- err
 			}
@@ -278,9 +286,13 @@ func (s *Store) solo(fn func(*txn) error) error {
 	}
 	if err := s.runOp(tx, fn, wakes); err != nil {
 		_ = tx.Rollback()
+		if !isDomain(err) {
+			s.mustRebuildIndex()
+		}
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		s.mustRebuildIndex()
 		return fmt.Errorf("commit: %w", err)
 	}
 	s.wake(wakes)
@@ -294,13 +306,25 @@ func (s *Store) runOp(tx *bbolt.Tx, fn func(*txn) error, wakes map[string]struct
 			err = fmt.Errorf("store operation panicked: %v", p)
 		}
 	}()
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
 	now := s.clock.Now()
 	return fn(&txn{Tx: tx, s: s, now: now, nowMs: clock.UnixMs(now), wakes: wakes})
+}
+
+// mustRebuildIndex re-derives the mailbox indexes after a rollback or a
+// failed commit left them ahead of the committed rows.
+func (s *Store) mustRebuildIndex() {
+	if err := s.rebuildIndex(); err != nil {
+		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
+	}
 }
 
 // view runs a read-only transaction at one instant.
 func (s *Store) view(fn func(*txn) error) error {
 	return s.db.View(func(tx *bbolt.Tx) error {
+		s.index.mu.RLock()
+		defer s.index.mu.RUnlock()
 		now := s.clock.Now()
 		return fn(&txn{Tx: tx, s: s, now: now, nowMs: clock.UnixMs(now)})
 	})
@@ -348,8 +372,15 @@ func (t *txn) nextSeq(key []byte) (uint64, error) {
 	return v, nil
 }
 
+// counterBucket is what addCount needs: a bbolt or an index bucket.
+type counterBucket interface {
+	Get([]byte) []byte
+	Put(k, v []byte) error
+	Delete([]byte) error
+}
+
 // addCount adds d (may be negative) to a counter; zero counters are deleted.
-func addCount(b *bbolt.Bucket, key []byte, d int64) error {
+func addCount(b counterBucket, key []byte, d int64) error {
 	v := int64(getU64(b.Get(key))) + d
 	if v <= 0 {
 		return b.Delete(key)

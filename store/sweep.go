@@ -10,7 +10,7 @@ func (s *Store) ExpireInboxLeases(limit int) (int, error) {
 	var n int
 	err := s.update(func(t *txn) error {
 		n = 0
-		c := t.Bucket(bWaitByTime).Cursor()
+		c := t.idx(bWaitByTime).Cursor()
 		var keys [][]byte
 		for k, _ := c.First(); k != nil && len(keys) < limit && getU64(k[:8]) <= t.nowMs; k, _ = c.Next() {
 			keys = append(keys, append([]byte(nil), k...))
@@ -26,7 +26,7 @@ func (s *Store) ExpireInboxLeases(limit int) (int, error) {
 			}
 			// An entry that promotes nothing points at no waiting row:
 			// drop it so it cannot wedge the sweep at the index head.
-			if err := t.Bucket(bWaitByTime).Delete(k); err != nil {
+			if err := t.idx(bWaitByTime).Delete(k); err != nil {
 				return err
 			}
 		}

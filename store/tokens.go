@@ -1,10 +1,10 @@
 package store
 
 import (
-	"math"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"populi-db/wire"

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	"github.com/google/btree"
+	"go.etcd.io/bbolt"
+
+	"populi-db/wire"
+)
+
+// The mailbox's secondary indexes (ready queue per receiver, listing order,
+// lease and due times, holders, dead letters, acknowledged rows, counters)
+// are derived from the rows bucket, so they live in memory and are rebuilt
+// from it at open. Only the rows, the idempotency keys and the counters in
+// meta are written per operation: a claim or an ack dirties one or two
+// B+tree pages instead of nine, which is what an fsync'd commit pays for.
+//
+// Consistency: the commit loop changes the indexes while an operation runs
+// (so later operations in the same batch see the change) and, whenever a
+// batch rolls back or a commit fails, rebuilds them from the committed rows
+// before anything else runs. Readers hold memIndex.mu shared and take row
+// contents from a bbolt read transaction, which is the truth; an index entry
+// from a batch still being committed only ever points at a row that a
+// reader then reads in its committed state.
+
+// memBucket is an ordered byte-key map with the subset of bbolt.Bucket's
+// API the index code uses.
+type memBucket struct{ t *btree.BTreeG[memItem] }
+
+type memItem struct{ k, v []byte }
+
+func newMemBucket() *memBucket {
+	return &memBucket{t: btree.NewG(32, func(a, b memItem) bool { return bytes.Compare(a.k, b.k) < 0 })}
+}
+
+func (b *memBucket) Get(k []byte) []byte {
+	it, ok := b.t.Get(memItem{k: k})
+	if !ok {
+		return nil
+	}
+	if it.v == nil {
+		return []byte{}
+	}
+	return it.v
+}
+
+func (b *memBucket) Put(k, v []byte) error {
+	b.t.ReplaceOrInsert(memItem{k: append([]byte(nil), k...), v: append([]byte(nil), v...)})
+	return nil
+}
+
+func (b *memBucket) Delete(k []byte) error {
+	b.t.Delete(memItem{k: k})
+	return nil
+}
+
+func (b *memBucket) Len() int { return b.t.Len() }
+
+// Cursor returns a cursor; like bbolt's, it is valid until the next write.
+func (b *memBucket) Cursor() *memCursor { return &memCursor{b: b} }
+
+// memCursor re-seeks from its current key on every step: O(log n) each,
+// with no state that a write could invalidate.
+type memCursor struct {
+	b   *memBucket
+	cur []byte
+	ok  bool
+}
+
+func (c *memCursor) set(it memItem, ok bool) ([]byte, []byte) {
+	c.ok = ok
+	if !ok {
+		c.cur = nil
+		return nil, nil
+	}
+	c.cur = it.k
+	return it.k, it.v
+}
+
+func (c *memCursor) First() ([]byte, []byte) { return c.set(c.b.t.Min()) }
+func (c *memCursor) Last() ([]byte, []byte)  { return c.set(c.b.t.Max()) }
+
+func (c *memCursor) Seek(k []byte) ([]byte, []byte) {
+	var it memItem
+	found := false
+	c.b.t.AscendGreaterOrEqual(memItem{k: k}, func(i memItem) bool { it, found = i, true; return false })
+	return c.set(it, found)
+}
+
+func (c *memCursor) Next() ([]byte, []byte) {
+	if !c.ok {
+		return nil, nil
+	}
+	var it memItem
+	found := false
+	c.b.t.AscendGreaterOrEqual(memItem{k: c.cur}, func(i memItem) bool {
+		if bytes.Equal(i.k, c.cur) {
+			return true
+		}
+		it, found = i, true
+		return false
+	})
+	return c.set(it, found)
+}
+
+func (c *memCursor) Prev() ([]byte, []byte) {
+	if !c.ok {
+		return nil, nil
+	}
+	var it memItem
+	found := false
+	c.b.t.DescendLessOrEqual(memItem{k: c.cur}, func(i memItem) bool {
+		if bytes.Equal(i.k, c.cur) {
+			return true
+		}
+		it, found = i, true
+		return false
+	})
+	return c.set(it, found)
+}
+
+// memIndex is the set of derived index buckets.
+type memIndex struct {
+	mu      sync.RWMutex
+	buckets map[string]*memBucket
+}
+
+// indexBuckets are the derived buckets (schema.go documents their keys).
+var indexBuckets = [][]byte{bByReceiver, bReady, bWait, bWaitByTime, bHeld, bDead, bDeadIDs, bAcked, bCounts, bRecvReady}
+
+func newMemIndex() *memIndex {
+	m := &memIndex{buckets: map[string]*memBucket{}}
+	for _, b := range indexBuckets {
+		m.buckets[string(b)] = newMemBucket()
+	}
+	return m
+}
+
+// idx returns a derived index bucket. The caller holds s.index.mu (the
+// commit loop holds it exclusively while an operation runs; readers share).
+func (t *txn) idx(name []byte) *memBucket {
+	b, ok := t.s.index.buckets[string(name)]
+	if !ok {
+		panic(fmt.Sprintf("store: %s is not an index bucket", name))
+	}
+	return b
+}
+
+// rebuildIndex derives every index from the rows bucket as committed.
+func (s *Store) rebuildIndex() error {
+	fresh := newMemIndex()
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		t := &txn{Tx: tx, s: &Store{cfg: s.cfg, log: s.log, index: fresh}, wakes: map[string]struct{}{}}
+		return tx.Bucket(bRows).ForEach(func(k, v []byte) error {
+			var m wire.StoredMessage
+			if err := json.Unmarshal(v, (*rowJSON)(&m)); err != nil {
+				return fmt.Errorf("decode a2a row %d: %w", getU64(k), err)
+			}
+			return t.indexRow(&m, true)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild mailbox indexes: %w", err)
+	}
+	s.index.mu.Lock()
+	s.index.buckets = fresh.buckets
+	s.index.mu.Unlock()
+	return nil
+}
+
+// ForEach calls fn for every entry in key order.
+func (b *memBucket) ForEach(fn func(k, v []byte) error) error {
+	var err error
+	b.t.Ascend(func(it memItem) bool {
+		err = fn(it.k, it.v)
+		return err == nil
+	})
+	return err
+}
