@@ -130,7 +130,7 @@ func (s *Store) GrantExecLease(claimer, scopeKey string) (wire.ExecLease, error)
 		if err != nil {
 			return err
 		}
-		token, err := t.nextSeq(mNextToken)
+		token, err := t.nextReserved(mNextToken, &s.tokenSeq)
 		if err != nil {
 			return err
 		}

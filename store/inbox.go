@@ -82,7 +82,7 @@ func (s *Store) Deliver(req wire.DeliverRequest, senderNodeID string) (uint64, e
 			}
 		}
 		var err error
-		if id, err = t.nextSeq(mNextMessageID); err != nil {
+		if id, err = t.nextReserved(mNextMessageID, &s.msgSeq); err != nil {
 			return err
 		}
 		m := &wire.StoredMessage{
@@ -221,7 +221,7 @@ func (s *Store) ClaimNext(receiver, claimer string) (*wire.StoredMessage, error)
 		if err != nil || best == nil {
 			return err
 		}
-		token, err := t.nextSeq(mNextToken)
+		token, err := t.nextReserved(mNextToken, &s.tokenSeq)
 		if err != nil {
 			return err
 		}

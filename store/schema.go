@@ -57,9 +57,9 @@ var allBuckets = [][]byte{
 // Meta keys.
 var (
 	mSchemaVersion = []byte("schema_version")
-	mNextMessageID = []byte("next_message_id") // never reused, survives restarts
-	mNextLeaseID   = []byte("next_lease_id")   // exec lease ids
-	mNextToken     = []byte("next_lease_token")
+	mNextMessageID = []byte("next_message_id")  // reserved high-water mark (seq.go); never reused
+	mNextLeaseID   = []byte("next_lease_id")    // exec lease ids
+	mNextToken     = []byte("next_lease_token") // reserved like next_message_id
 	mNodeSeq       = []byte("node_seq")
 	mExecSeq       = []byte("exec_seq")
 	mJTICount      = []byte("jti_count")

@@ -69,6 +69,10 @@ type Store struct {
 	nodes nodeCache // decoded node records by stored bytes
 	index *memIndex // derived mailbox indexes (memidx.go)
 
+	// Message ids and lease tokens are reserved in blocks (seq.go); owned
+	// by the commit loop.
+	msgSeq, tokenSeq seqBlock
+
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
 }
@@ -176,6 +180,9 @@ func (s *Store) Close() error {
 	s.inflight.Wait()
 	close(s.stop)
 	<-s.writerDone
+	if err := s.saveSeqs(); err != nil {
+		s.log.Error("saving id counters at close", "err", err)
+	}
 	return s.db.Close()
 }
 
@@ -315,6 +322,7 @@ func (s *Store) runOp(tx *bbolt.Tx, fn func(*txn) error, wakes map[string]struct
 // mustRebuildIndex re-derives the mailbox indexes after a rollback or a
 // failed commit left them ahead of the committed rows.
 func (s *Store) mustRebuildIndex() {
+	s.msgSeq, s.tokenSeq = seqBlock{}, seqBlock{} // re-read what was committed
 	if err := s.rebuildIndex(); err != nil {
 		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
 	}
