@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -10,10 +9,6 @@ import (
 	"populi-db/store"
 	"populi-db/wire"
 )
-
-// maxDurationMs is the largest millisecond count a time.Duration holds;
-// larger client values are clamped to it rather than overflowing.
-const maxDurationMs = uint64(math.MaxInt64 / int64(time.Millisecond))
 
 // deliver answers POST /v1/populi/a2a/deliver (SPEC 2.9).
 func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rt *route) error {

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"sync"
 
-	"go.etcd.io/bbolt"
-
 	"populi-db/wire"
 )
 
@@ -362,5 +360,3 @@ func (t *txn) claimerGate(id string, unknown *wire.Error) (*storedNode, error) {
 	}
 	return n, nil
 }
-
-var _ = bbolt.ErrTxClosed
