@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"populi-db/wire"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,13 +209,6 @@ func (c *benchClient) do(ctx context.Context, method, path string, in, out any, 
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return nil
-}
-
-type benchMsg struct {
-	ID              uint64  `json:"id"`
-	ReceiverAgentID string  `json:"receiver_agent_id"`
-	Payload         string  `json:"payload"`
-	LeaseToken      *uint64 `json:"lease_token,omitempty"`
 }
 
 // benchPayload is message i's payload: the run id and its index, then filler
@@ -453,9 +447,7 @@ func (b *benchRun) consume(ctx context.Context, node string, r int) (claimLat, a
 	}
 	backoff := time.Millisecond
 	for rctx.Err() == nil {
-		var resp struct {
-			Messages []benchMsg `json:"messages"`
-		}
+		var resp wire.InboxResponse
 		t0 := time.Now()
 		if err := b.c.do(rctx, http.MethodPost, "/v1/populi/a2a/inbox", claim, &resp, http.StatusOK); err != nil {
 			if rctx.Err() == nil {
@@ -505,7 +497,7 @@ func (b *benchRun) consume(ctx context.Context, node string, r int) (claimLat, a
 
 // checkPayload maps a claimed row back to its message index and verifies
 // that the payload and receiver are intact.
-func (b *benchRun) checkPayload(m benchMsg, r int) (int, bool) {
+func (b *benchRun) checkPayload(m wire.StoredMessage, r int) (int, bool) {
 	run, rest, _ := strings.Cut(m.Payload, ":")
 	head, _, found := strings.Cut(rest, ":")
 	i, err := strconv.Atoi(head)
