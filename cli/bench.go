@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"populi-db/wire"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"populi-db/wire"
 )
 
 // Bench defaults: scenario A of /work/shared/bench (3000 messages, 1 producer,
