@@ -263,6 +263,16 @@ func (p *WorkerDonationPolicy) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// MarshalJSON writes a nil Slots as [] rather than null: slots is required on
+// input, so a null would make the stored record unreadable.
+func (p WorkerDonationPolicy) MarshalJSON() ([]byte, error) {
+	type plain WorkerDonationPolicy
+	if p.Slots == nil {
+		p.Slots = []DonationSlot{}
+	}
+	return json.Marshal(plain(p))
+}
+
 // ModelAdvertisement is one entry of NodeRecord.advertised_models.
 type ModelAdvertisement struct {
 	ModelID        string     `json:"model_id"`
@@ -270,6 +280,16 @@ type ModelAdvertisement struct {
 	VRAMRequiredMB uint32     `json:"vram_required_mb"`
 	IsLoaded       bool       `json:"is_loaded"`
 	Quantization   *string    `json:"quantization"`
+}
+
+// MarshalJSON writes a nil TaskKinds as [] rather than null (required on
+// input, like WorkerDonationPolicy.Slots).
+func (m ModelAdvertisement) MarshalJSON() ([]byte, error) {
+	type plain ModelAdvertisement
+	if m.TaskKinds == nil {
+		m.TaskKinds = []TaskKind{}
+	}
+	return json.Marshal(plain(m))
 }
 
 func (m *ModelAdvertisement) UnmarshalJSON(b []byte) error {
