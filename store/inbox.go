@@ -153,8 +153,14 @@ func (s *Store) ListInbox(receiver string, max, before *uint64) ([]wire.StoredMe
 	err := s.view(func(t *txn) error {
 		return t.pageDesc(bByReceiver, receiver, before, func(id uint64) (bool, error) {
 			m, err := t.getRow(id)
-			if err != nil || m == nil {
+			if err != nil {
 				return false, err
+			}
+			// The index may be ahead of this read transaction (a batch is
+			// committing): a row not committed yet is skipped, and a row is
+			// shown as committed.
+			if m == nil || m.Acknowledged {
+				return true, nil
 			}
 			if e := s.effective(m, t.nowMs); e.State != wire.StateDead {
 				out = append(out, *e)
@@ -592,6 +598,11 @@ func (s *Store) ListDead(receiver string, max, before *uint64) ([]wire.StoredMes
 		// merge both walks newest first.
 		var dead, live []uint64
 		_ = t.pageDesc(bDead, receiver, before, func(id uint64) (bool, error) {
+			// Count only committed rows: the index may be ahead of this
+			// read transaction (see ListInbox).
+			if m, err := t.getRow(id); err != nil || m == nil {
+				return err == nil, err
+			}
 			dead = append(dead, id)
 			return len(dead) < limit, nil
 		})
