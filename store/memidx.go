@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 
 	"github.com/google/btree"
@@ -151,18 +152,79 @@ func (t *txn) idx(name []byte) *memBucket {
 	return b
 }
 
-// rebuildIndex derives every index from the rows bucket as committed.
+// rowIndexFields are the only row fields indexRow reads; decoding just these
+// skips allocating payloads when rebuilding.
+type rowIndexFields struct {
+	ID                 uint64  `json:"id"`
+	ReceiverAgentID    string  `json:"receiver_agent_id"`
+	LeaseHolderNodeID  *string `json:"lease_holder_node_id"`
+	LeaseExpiresUnixMs *uint64 `json:"lease_expires_unix_ms"`
+	Priority           uint8   `json:"priority"`
+	TaskKind           *string `json:"task_kind"`
+	State              string  `json:"state"`
+	NotBeforeUnixMs    *uint64 `json:"not_before_unix_ms"`
+}
+
+// rebuildIndex derives every index from the rows bucket as committed. Rows
+// are decoded on every core (decoding is most of the work) and indexed by
+// one goroutine, all inside one read transaction.
 func (s *Store) rebuildIndex() error {
 	fresh := newMemIndex()
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		t := &txn{Tx: tx, s: &Store{cfg: s.cfg, log: s.log, index: fresh}, wakes: map[string]struct{}{}}
-		return tx.Bucket(bRows).ForEach(func(k, v []byte) error {
-			var m wire.StoredMessage
-			if err := json.Unmarshal(v, (*rowJSON)(&m)); err != nil {
-				return fmt.Errorf("decode a2a row %d: %w", getU64(k), err)
+		type row struct{ k, v []byte }
+		rows := make(chan row, 1024)
+		decoded := make(chan *wire.StoredMessage, 1024)
+		var (
+			errMu  sync.Mutex
+			first  error
+			record = func(err error) {
+				errMu.Lock()
+				if first == nil {
+					first = err
+				}
+				errMu.Unlock()
 			}
-			return t.indexRow(&m, true)
+			wg sync.WaitGroup
+		)
+		for range runtime.GOMAXPROCS(0) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range rows {
+					var f rowIndexFields
+					if err := json.Unmarshal(r.v, &f); err != nil {
+						record(fmt.Errorf("decode a2a row %d: %w", getU64(r.k), err))
+						continue
+					}
+					decoded <- &wire.StoredMessage{
+						ID: f.ID, ReceiverAgentID: f.ReceiverAgentID, LeaseHolderNodeID: f.LeaseHolderNodeID,
+						LeaseExpiresUnixMs: f.LeaseExpiresUnixMs, Priority: f.Priority, TaskKind: f.TaskKind,
+						State: f.State, NotBeforeUnixMs: f.NotBeforeUnixMs,
+					}
+				}
+			}()
+		}
+		go func() { wg.Wait(); close(decoded) }()
+		indexed := make(chan struct{})
+		go func() {
+			defer close(indexed)
+			for m := range decoded {
+				if err := t.indexRow(m, true); err != nil {
+					record(err)
+				}
+			}
+		}()
+		err := tx.Bucket(bRows).ForEach(func(k, v []byte) error {
+			rows <- row{k, v} // valid until the read transaction ends, after indexing
+			return nil
 		})
+		close(rows)
+		<-indexed
+		if err != nil {
+			return err
+		}
+		return first
 	})
 	if err != nil {
 		return fmt.Errorf("rebuild mailbox indexes: %w", err)
