@@ -177,7 +177,6 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log) // libraries that log through slog.Default use the same handler and level
 	if os.Getenv("GOGC") == "" {
 		// The heap is small and short-lived per request; collecting at 5x
 		// the live heap instead of 2x cut GC to a third of its CPU share
