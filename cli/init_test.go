@@ -6,12 +6,20 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// appMu serializes in-process CLI runs: urfave/cli writes to its
+// package-level HelpFlag on every run, which races between parallel tests.
+// (The binary runs one app per process.)
+var appMu sync.Mutex
 
 // runApp runs the CLI in process and returns its output and error.
 func runApp(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	appMu.Lock()
+	defer appMu.Unlock()
 	var out bytes.Buffer
 	app := App()
 	app.Writer, app.ErrWriter = &out, &out

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -380,13 +378,10 @@ func writeSelfSigned(t *testing.T, dir string) (certPath, keyPath string) {
 // TestServeHelpNamesEveryFlagAndVariable runs `serve --help` in process.
 func TestServeHelpNamesEveryFlagAndVariable(t *testing.T) {
 	t.Parallel()
-	var out bytes.Buffer
-	app := App()
-	app.Writer, app.ErrWriter = &out, &out
-	if err := app.RunContext(context.Background(), []string{"populi-db", "serve", "--help"}); err != nil {
+	help, err := runApp(t, "serve", "--help")
+	if err != nil {
 		t.Fatal(err)
 	}
-	help := out.String()
 	for _, f := range serveCommand().Flags {
 		if !strings.Contains(help, "--"+f.Names()[0]) {
 			t.Errorf("serve --help does not mention --%s", f.Names()[0])
