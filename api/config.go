@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"populi-db/internal/clock"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -60,7 +59,6 @@ type Tokens struct {
 // the environment (SPEC 13.1).
 type Config struct {
 	Store        *store.Store
-	Clock        clock.Clock  // default clock.Real
 	Logger       *slog.Logger // default slog.Default()
 	Tokens       Tokens
 	JWT          JWTVerifier // nil = JWT bearers disabled

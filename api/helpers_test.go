@@ -79,7 +79,7 @@ func (b *bundle) start() {
 		b.t.Fatalf("open store: %v", err)
 	}
 	srv, err := api.New(api.Config{
-		Store: st, Clock: b.clock, Tokens: b.o.tokens, JWT: b.o.jwt, JWTEnabled: b.o.jwtEnabled,
+		Store: st, Tokens: b.o.tokens, JWT: b.o.jwt, JWTEnabled: b.o.jwtEnabled,
 		Attestor: b.o.attestor, RateLimiter: b.o.limiter, ScopeID: b.o.scope,
 		StalePruneMs: b.o.stalePruneMs, MaxBodyBytes: b.o.maxBody, Bootstrap: b.o.bootstrap,
 		ReportedScopeID: b.o.reportedScope, MaxWait: b.o.maxWait,

@@ -11,7 +11,6 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
-	"populi-db/internal/clock"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -91,9 +90,6 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("api: Config.Store is required")
-	}
-	if cfg.Clock == nil {
-		cfg.Clock = clock.Real{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -81,7 +81,7 @@ func (e *env) start() {
 		e.t.Fatalf("open store: %v", err)
 	}
 	cfg := api.Config{
-		Store: st, Clock: e.clk, Logger: e.o.logger, Tokens: e.o.tokens,
+		Store: st, Logger: e.o.logger, Tokens: e.o.tokens,
 		Bootstrap: e.o.bootstrap, ReportedScopeID: e.o.reportedScope,
 		JWT:        security.NewJWTVerifier(e.o.jwtSecret, st, e.clk),
 		JWTEnabled: strings.TrimSpace(e.o.jwtSecret) != "",
