@@ -3,28 +3,18 @@ package store
 import (
 	"fmt"
 
-	"go.etcd.io/bbolt"
-
-	"populi-db/internal/clock"
 	"populi-db/wire"
 )
 
 // bulkDeliver stores n ready rows for recv (sender "1", private, default
-// priority, no idempotency key), batch rows per transaction, straight
+// priority, no idempotency key), batch rows per operation, straight
 // through saveRow: the same rows, indexes and counters Deliver writes, but
-// without one commit per row and without the cap. Benchmarks use it to
-// build large backlogs quickly; it bypasses the commit loop, which is safe
-// because bbolt serializes writers.
+// without one log record per row and without the cap. Benchmarks use it to
+// build large backlogs quickly.
 func (s *Store) bulkDeliver(recv string, n, batch int) error {
 	for done := 0; done < n; {
 		k := min(batch, n-done)
-		err := s.db.Update(func(tx *bbolt.Tx) error {
-			now := s.clock.Now()
-			t := &txn{Tx: tx, s: s, now: now, nowMs: clock.UnixMs(now), wakes: map[string]struct{}{}}
-			for _, b := range allBuckets {
-				// Keys arrive in ascending order: pack pages full.
-				tx.Bucket(b).FillPercent = 1.0
-			}
+		err := s.update(func(t *txn) error {
 			for range k {
 				id, err := t.nextSeq(mNextMessageID)
 				if err != nil {

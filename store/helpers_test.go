@@ -84,9 +84,6 @@ func (b *bundle) open() {
 	if err != nil {
 		b.t.Fatalf("open: %v", err)
 	}
-	// Set before the first write is queued; the commit loop reads it after
-	// receiving that write, so the channel orders the two.
-	s.db.NoSync = !b.fsync
 	b.s = s
 }
 

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 
-	"go.etcd.io/bbolt"
-
 	"populi-db/wire"
 )
 
@@ -18,9 +16,7 @@ import (
 func checkIndexes(s *Store) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	s.index.mu.RLock()
-	defer s.index.mu.RUnlock()
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *txn) error {
 		checkRows(tx, s, fail)
 		checkNodes(tx, fail)
 		checkExec(tx, fail)
@@ -38,7 +34,7 @@ type keySet map[string]bool
 func (k keySet) add(parts ...[]byte) { k[string(cat(parts...))] = true }
 
 // forEach walks a bucket: an in-memory index or a bbolt bucket.
-func forEach(tx *bbolt.Tx, s *Store, name []byte, fn func(k, v []byte) error) error {
+func forEach(tx *txn, s *Store, name []byte, fn func(k, v []byte) error) error {
 	if s != nil {
 		if b, ok := s.index.buckets[string(name)]; ok {
 			return b.ForEach(fn)
@@ -47,7 +43,7 @@ func forEach(tx *bbolt.Tx, s *Store, name []byte, fn func(k, v []byte) error) er
 	return tx.Bucket(name).ForEach(fn)
 }
 
-func bucketKeys(tx *bbolt.Tx, s *Store, name []byte) keySet {
+func bucketKeys(tx *txn, s *Store, name []byte) keySet {
 	out := keySet{}
 	_ = forEach(tx, s, name, func(k, _ []byte) error {
 		out[string(k)] = true
@@ -69,7 +65,7 @@ func compareSets(fail func(string, ...any), name []byte, want, got keySet) {
 	}
 }
 
-func checkRows(tx *bbolt.Tx, s *Store, fail func(string, ...any)) {
+func checkRows(tx *txn, s *Store, fail func(string, ...any)) {
 	want := map[string]keySet{}
 	for _, b := range [][]byte{bReady, bByReceiver, bWait, bWaitByTime, bHeld, bDead, bDeadIDs, bAcked} {
 		want[string(b)] = keySet{}
@@ -193,7 +189,7 @@ func compareCounts(fail func(string, ...any), name string, want, got map[string]
 	}
 }
 
-func checkNodes(tx *bbolt.Tx, fail func(string, ...any)) {
+func checkNodes(tx *txn, fail func(string, ...any)) {
 	order := tx.Bucket(bNodesOrder)
 	wantOrder, wantMaint := keySet{}, keySet{}
 	_ = tx.Bucket(bNodes).ForEach(func(k, v []byte) error {
@@ -216,7 +212,7 @@ func checkNodes(tx *bbolt.Tx, fail func(string, ...any)) {
 	compareSets(fail, bMaintByTime, wantMaint, bucketKeys(tx, nil, bMaintByTime))
 }
 
-func checkExec(tx *bbolt.Tx, fail func(string, ...any)) {
+func checkExec(tx *txn, fail func(string, ...any)) {
 	order := tx.Bucket(bExecOrder)
 	wantOrder, wantExp, wantScope := keySet{}, keySet{}, map[string]string{}
 	var maxID uint64
@@ -262,7 +258,7 @@ func checkExec(tx *bbolt.Tx, fail func(string, ...any)) {
 	}
 }
 
-func checkJTI(tx *bbolt.Tx, fail func(string, ...any)) {
+func checkJTI(tx *txn, fail func(string, ...any)) {
 	want := keySet{}
 	n := 0
 	_ = tx.Bucket(bJTI).ForEach(func(k, v []byte) error {

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/google/btree"
-	"go.etcd.io/bbolt"
 
 	"populi-db/wire"
 )
@@ -25,9 +24,9 @@ import (
 // (so later operations in the same batch see the change) and, whenever a
 // batch rolls back or a commit fails, rebuilds them from the committed rows
 // before anything else runs. Readers hold memIndex.mu shared and take row
-// contents from a bbolt read transaction, which is the truth; an index entry
-// from a batch still being committed only ever points at a row that a
-// reader then reads in its committed state.
+// contents from their view of acknowledged writes, which is the truth; an
+// index entry from a batch whose log fsync is still in flight only ever
+// points at a row that a reader then reads in its acknowledged state.
 
 // memBucket is an ordered byte-key map with the subset of bbolt.Bucket's
 // API the index code uses.
@@ -170,8 +169,8 @@ type rowIndexFields struct {
 // one goroutine, all inside one read transaction.
 func (s *Store) rebuildIndex() error {
 	fresh := newMemIndex()
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		t := &txn{Tx: tx, s: &Store{cfg: s.cfg, log: s.log, index: fresh}, wakes: map[string]struct{}{}}
+	err := s.view(func(vt *txn) error {
+		t := &txn{s: &Store{cfg: s.cfg, log: s.log, index: fresh}, wakes: map[string]struct{}{}}
 		type row struct{ k, v []byte }
 		rows := make(chan row, 1024)
 		decoded := make(chan *wire.StoredMessage, 1024)
@@ -215,15 +214,12 @@ func (s *Store) rebuildIndex() error {
 				}
 			}
 		}()
-		err := tx.Bucket(bRows).ForEach(func(k, v []byte) error {
+		c := vt.Bucket(bRows).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
 			rows <- row{k, v} // valid until the read transaction ends, after indexing
-			return nil
-		})
+		}
 		close(rows)
 		<-indexed
-		if err != nil {
-			return err
-		}
 		return first
 	})
 	if err != nil {

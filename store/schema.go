@@ -63,6 +63,7 @@ var (
 	mNodeSeq       = []byte("node_seq")
 	mExecSeq       = []byte("exec_seq")
 	mJTICount      = []byte("jti_count")
+	mAppliedLogSeq = []byte("applied_log_seq") // last write-ahead log record this file holds (commit.go)
 )
 
 // Counter keys in bCounts: one per row state.

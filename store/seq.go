@@ -34,13 +34,11 @@ func (t *txn) nextReserved(key []byte, a *seqBlock) (uint64, error) {
 	return v, nil
 }
 
-// saveSeqs writes the exact last issued values back at Close.
-func (s *Store) saveSeqs() error {
-	tx, err := s.db.Begin(true)
-	if err != nil {
-		return err
-	}
-	meta := tx.Bucket(bMeta)
+// saveSeqs puts the exact last issued values into the acknowledged layer at
+// Close, for the final fold into bbolt (the writer has stopped).
+func (s *Store) saveSeqs() {
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
 	for _, c := range []struct {
 		key []byte
 		a   seqBlock
@@ -48,10 +46,6 @@ func (s *Store) saveSeqs() error {
 		if c.a.next == 0 {
 			continue
 		}
-		if err := meta.Put(c.key, u64(c.a.next-1)); err != nil {
-			_ = tx.Rollback()
-			return err
-		}
+		s.live.set(bMeta, kvItem{k: c.key, v: u64(c.a.next - 1)})
 	}
-	return tx.Commit()
 }

@@ -1,6 +1,8 @@
 // Package store owns all populi-db state and every transaction. Each exported
-// write is one bbolt transaction, run through a group-commit loop: concurrent
-// writers share one fsync, and a lone writer never waits on a timer.
+// write is one operation in a group commit (commit.go): every write waiting
+// is folded into one batch, the batch is one record of the write-ahead log
+// (store/wal) and is acknowledged after that record's fdatasync; bbolt, the
+// store of record, takes the acknowledged writes in background commits.
 package store
 
 import (
@@ -9,14 +11,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
 
 	"populi-db/internal/clock"
-	"populi-db/wire"
+	"populi-db/store/wal"
 )
 
 // Defaults and clamps (SPEC 13.1, issue 9).
@@ -37,6 +39,15 @@ const (
 	promoteLimit          = 10000
 	maxBatch              = 512
 	MaxMaintenanceForMs   = 604_800_000
+
+	// Background bbolt commits (etcd's backend batchInterval/batchLimit):
+	// the log holds what bbolt does not yet, so these bound replay work
+	// and the log's size, not durability.
+	CommitIntervalDefault = 100 * time.Millisecond
+	CommitLimitDefault    = 10000 // writes (keys) that force a commit before the interval
+	// liveLimit bounds the acknowledged writes held in memory while bbolt
+	// catches up; past it new batches wait for the background commit.
+	liveLimit = 256 << 20
 )
 
 // Config configures Open.
@@ -49,11 +60,20 @@ type Config struct {
 	MaxDeliveries  int // 0 = unlimited
 	ReplayCapacity int
 	OpenTimeout    time.Duration // file lock wait
+
+	// The write-ahead log (log.go). LogDir defaults to Path + "-wal".
+	LogDir          string
+	LogSegmentSize  int64  // 0: the wal package's default
+	LogFS           wal.FS // nil: the OS; tests inject faults
+	AllowCorruptLog bool   // start even when acknowledged log records are damaged (cuts the log there)
+	CommitInterval  time.Duration
+	CommitLimit     int
 }
 
 // Store is the durable state of one populi-db server.
 type Store struct {
 	db    *bbolt.DB
+	wal   *wal.Log
 	clock clock.Clock
 	log   *slog.Logger
 	cfg   Config
@@ -61,17 +81,38 @@ type Store struct {
 	writes     chan *writeReq
 	stop       chan struct{}
 	writerDone chan struct{}
+	syncq      chan *batchJob
+	syncDone   chan struct{}
+	foldKick   chan struct{}
+	foldStop   chan struct{}
+	foldDone   chan struct{}
 
 	mu       sync.RWMutex // guards closed
 	closed   bool
 	inflight sync.WaitGroup
 
 	nodes nodeCache // decoded node records by stored bytes
-	index *memIndex // derived mailbox indexes (memidx.go)
+	index *memIndex // derived mailbox indexes (memidx.go); index.mu also guards the layers below
 
-	// Message ids and lease tokens are reserved in blocks (seq.go); owned
-	// by the commit loop.
+	// Layers of writes not yet in bbolt (kv.go), newest last in pending.
+	pending  []*layer // batches whose log fsync is in flight: seen by the writer only
+	live     *layer   // acknowledged, not yet handed to bbolt
+	frozen   *layer   // being committed to bbolt
+	foldTxid int      // bbolt txid of the last background commit (see snapshot)
+	roomCond *sync.Cond
+
+	// Writer-owned: log sequence of the last batch built, the epoch of
+	// batches it builds (bumped by the syncer when a batch fails, so every
+	// batch built on top of it fails too), id reservations (seq.go).
+	lastSeq          uint64
+	epoch            atomic.Uint64
+	batchesInFlight  sync.WaitGroup
+	failMu           sync.Mutex
+	failed           error // fatal storage error: writes refused until restart
+	lastBatchErr     error // why the last failed batch failed (replied to the batches after it)
 	msgSeq, tokenSeq seqBlock
+	walMu            sync.Mutex // Append (syncer) vs Release (background commit)
+	foldMu           sync.Mutex // one background commit at a time; Check pauses them
 
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
@@ -83,8 +124,7 @@ var ErrClosed = errors.New("store: closed")
 // ErrLocked means another process holds the db file.
 var ErrLocked = errors.New("store: database file is locked by another process")
 
-// Open opens (creating if needed) the db file and starts the commit loop.
-func Open(cfg Config) (*Store, error) {
+func (cfg *Config) defaults() {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -108,6 +148,25 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = OpenTimeoutDefault
 	}
+	if cfg.LogDir == "" {
+		cfg.LogDir = LogDirFor(cfg.Path)
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = CommitIntervalDefault
+	}
+	if cfg.CommitLimit <= 0 {
+		cfg.CommitLimit = CommitLimitDefault
+	}
+}
+
+// LogDirFor is the write-ahead log directory of a db file: the file's path
+// with "-wal" appended. After a clean stop it does not exist.
+func LogDirFor(dbPath string) string { return dbPath + "-wal" }
+
+// Open opens (creating if needed) the db file, replays the write-ahead log
+// into it and starts the commit loop.
+func Open(cfg Config) (*Store, error) {
+	cfg.defaults()
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("create db directory: %w", err)
 	}
@@ -128,18 +187,32 @@ func Open(cfg Config) (*Store, error) {
 		writes:     make(chan *writeReq, 4096),
 		stop:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		syncq:      make(chan *batchJob, 1), // one batch builds while the previous one's fsync runs
+		syncDone:   make(chan struct{}),
+		foldKick:   make(chan struct{}, 1),
+		foldStop:   make(chan struct{}),
+		foldDone:   make(chan struct{}),
 		watchers:   make(map[string]chan struct{}),
 		index:      newMemIndex(),
+		live:       newLayer(),
 	}
+	s.roomCond = sync.NewCond(&s.index.mu)
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err
 	}
+	if err := s.recoverLog(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.rebuildIndex(); err != nil {
+		s.wal.Close()
 		db.Close()
 		return nil, err
 	}
 	go s.commitLoop()
+	go s.syncLoop()
+	go s.foldLoop()
 	return s, nil
 }
 
@@ -168,7 +241,10 @@ func (s *Store) Path() string { return s.cfg.Path }
 // LeaseTTL is the effective (clamped) lease TTL.
 func (s *Store) LeaseTTL() time.Duration { return s.cfg.LeaseTTL }
 
-// Close waits for in-flight writes, stops the commit loop and closes the file.
+// Close waits for in-flight writes, stops the commit loop, folds every
+// acknowledged write into bbolt (one synced commit, with the exact id
+// counters), removes the log and closes the file: after a clean Close the db
+// file alone is the whole state.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -179,169 +255,37 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.inflight.Wait()
 	close(s.stop)
-	<-s.writerDone
-	if err := s.saveSeqs(); err != nil {
-		s.log.Error("saving id counters at close", "err", err)
+	<-s.writerDone // the writer closes syncq after its last batch
+	<-s.syncDone
+	close(s.foldStop)
+	<-s.foldDone
+	var errs []error
+	if s.fatal() == nil {
+		s.saveSeqs()
+		if err := s.fold(); err != nil {
+			errs = append(errs, fmt.Errorf("fold the log into %s: %w", s.cfg.Path, err))
+		}
 	}
-	return s.db.Close()
+	if len(errs) == 0 && s.fatal() == nil {
+		s.walMu.Lock()
+		err := s.wal.RemoveAll()
+		s.walMu.Unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove the folded log %s: %w", s.cfg.LogDir, err))
+		}
+	} else {
+		// Keep the log: the next Open replays what bbolt lacks.
+		s.wal.Close()
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // Done is closed when Close begins stopping the store; long polls end on it.
 func (s *Store) Done() <-chan struct{} { return s.stop }
 
-// txn is what an operation sees: the write transaction and one instant.
-type txn struct {
-	*bbolt.Tx
-	s     *Store
-	now   time.Time
-	nowMs uint64
-	wakes map[string]struct{} // receivers that may have gained a claimable row
-}
-
-type writeReq struct {
-	fn   func(*txn) error
-	done chan error
-}
-
-// update runs fn in the next group commit and returns after the commit is
-// fsync'd. fn must return a *wire.Error only before it writes anything:
-// refusals are answers, not rollbacks, so the batch still commits.
-func (s *Store) update(fn func(*txn) error) error {
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return ErrClosed
-	}
-	s.inflight.Add(1)
-	s.mu.RUnlock()
-	defer s.inflight.Done()
-	r := &writeReq{fn: fn, done: make(chan error, 1)}
-	s.writes <- r
-	return <-r.done
-}
-
-// commitLoop folds every write that is waiting into one transaction, commits
-// it (one fsync pair), then answers them all. No timer: a lone write commits
-// at once, and writes that arrive during an fsync form the next batch.
-func (s *Store) commitLoop() {
-	defer close(s.writerDone)
-	batch := make([]*writeReq, 0, maxBatch)
-	errs := make([]error, 0, maxBatch)
-	for {
-		var first *writeReq
-		select {
-		case first = <-s.writes:
-		case <-s.stop:
-			return
-		}
-		batch, errs = batch[:0], errs[:0]
-		wakes := map[string]struct{}{}
-		tx, err := s.db.Begin(true)
-		if err != nil {
-			first.done <- fmt.Errorf("begin write transaction: %w", err)
-			continue
-		}
-		failed := false
-		run := func(r *writeReq) {
-			batch = append(batch, r)
-			err := s.runOp(tx, r.fn, wakes)
-			errs = append(errs, err)
-			if err != nil && !isDomain(err) {
-				failed = true
-			}
-		}
-		run(first)
-	fill:
-		for !failed && len(batch) < maxBatch {
-			select {
-			case r := <-s.writes:
-				run(r)
-			default:
-				break fill
-			}
-		}
-		if failed {
-			// An unexpected error may have left partial writes: discard the
-			// whole batch and give every operation its own transaction.
-			_ = tx.Rollback()
-			s.mustRebuildIndex()
-			for _, r := range batch {
-				r.done <- s.solo(r.fn)
-			}
-			continue
-		}
-		if err := tx.Commit(); err != nil {
-			err = fmt.Errorf("commit: %w", err)
-			s.mustRebuildIndex()
-			for _, r := range batch {
-				r.done <- err
-			}
-			continue
-		}
-		s.wake(wakes)
-		for i, r := range batch {
-			r.done <- errs[i]
-		}
-	}
-}
-
-func (s *Store) solo(fn func(*txn) error) error {
-	wakes := map[string]struct{}{}
-	tx, err := s.db.Begin(true)
-	if err != nil {
-		return fmt.Errorf("begin write transaction: %w", err)
-	}
-	if err := s.runOp(tx, fn, wakes); err != nil {
-		_ = tx.Rollback()
-		if !isDomain(err) {
-			s.mustRebuildIndex()
-		}
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		s.mustRebuildIndex()
-		return fmt.Errorf("commit: %w", err)
-	}
-	s.wake(wakes)
-	return nil
-}
-
-func (s *Store) runOp(tx *bbolt.Tx, fn func(*txn) error, wakes map[string]struct{}) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("store operation panicked", "panic", p, "stack", string(debug.Stack()))
-			err = fmt.Errorf("store operation panicked: %v", p)
-		}
-	}()
-	s.index.mu.Lock()
-	defer s.index.mu.Unlock()
-	now := s.clock.Now()
-	return fn(&txn{Tx: tx, s: s, now: now, nowMs: clock.UnixMs(now), wakes: wakes})
-}
-
-// mustRebuildIndex re-derives the mailbox indexes after a rollback or a
-// failed commit left them ahead of the committed rows.
-func (s *Store) mustRebuildIndex() {
-	s.msgSeq, s.tokenSeq = seqBlock{}, seqBlock{} // re-read what was committed
-	if err := s.rebuildIndex(); err != nil {
-		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
-	}
-}
-
-// view runs a read-only transaction at one instant.
-func (s *Store) view(fn func(*txn) error) error {
-	return s.db.View(func(tx *bbolt.Tx) error {
-		s.index.mu.RLock()
-		defer s.index.mu.RUnlock()
-		now := s.clock.Now()
-		return fn(&txn{Tx: tx, s: s, now: now, nowMs: clock.UnixMs(now)})
-	})
-}
-
-func isDomain(err error) bool {
-	var e *wire.Error
-	return errors.As(err, &e)
-}
 
 // watch returns a channel closed when receiver may have gained a claimable
 // row (after the commit that made it so).
@@ -396,8 +340,13 @@ func addCount(b counterBucket, key []byte, d int64) error {
 	return b.Put(key, u64(uint64(v)))
 }
 
+
 // Check runs bbolt's consistency check and returns every problem found.
 func (s *Store) Check() []error {
+	// bbolt's check compares a read snapshot with the live freelist: a
+	// commit running meanwhile would show up as false damage.
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
 	var errs []error
 	_ = s.db.View(func(tx *bbolt.Tx) error {
 		for err := range tx.Check() {

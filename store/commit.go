@@ -1,0 +1,509 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"populi-db/internal/clock"
+	"populi-db/store/wal"
+	"populi-db/wire"
+)
+
+// The commit path, three goroutines:
+//
+//   - commitLoop (the single writer) takes every write waiting, runs the
+//     operations into a fresh layer (kv.go), encodes the layer as one log
+//     record and hands it to syncLoop; then it builds the next batch while
+//     that record's fsync runs (its operations see the pending layers).
+//   - syncLoop appends each record to the log (one fdatasync), then, under
+//     index.mu, moves the layer into s.live — from then on every reader
+//     sees it — and only then answers the batch's callers. So a 2xx is
+//     durable, and no reply (a read, a refusal, a claim) can depend on a
+//     write that is not: readers never see pending layers, and a batch's
+//     answers are sent after its own fsync, which follows every earlier
+//     batch's.
+//   - foldLoop commits s.live into bbolt every CommitInterval (or sooner
+//     past CommitLimit writes) as one fully synced bbolt transaction that
+//     also records the last log sequence it holds (meta applied_log_seq),
+//     then lets the log recycle the segments that commit covers.
+//
+// bbolt commits stay fully synced (never NoSync): the file the log replays
+// onto after a power loss is always bbolt's last synced commit.
+//
+// Failures. A batch whose log write or fdatasync fails is answered with an
+// error, and so is every batch built on top of it (epoch). After a failed
+// fdatasync the log's state on disk is unknown (PostgreSQL's fsyncgate), so
+// the store refuses writes until restarted; reads keep working from the
+// acknowledged state. A full disk is not fatal: the batch is refused with a
+// "disk full" 503 and the next batch tries again.
+
+// ErrStorageFailed answers writes after a failed log write/fdatasync or a
+// failed background commit.
+var ErrStorageFailed = &wire.Error{Code: wire.EUNAVAILABLE, Message: "populi: storage failed (write or fsync error); writes are refused until populi-db is restarted — see the server log"}
+
+// ErrDiskFull answers writes while the log cannot get disk space.
+var ErrDiskFull = &wire.Error{Code: wire.EUNAVAILABLE, Message: "populi: disk full; write not stored — free space on the db's filesystem and retry"}
+
+// txn is what an operation sees: the merged view at one instant.
+type txn struct {
+	s      *Store
+	w      *layer   // where writes go; nil in a read transaction
+	layers []*layer // older writes not in rtx's snapshot, newest first
+	rtx    *bbolt.Tx
+	now    time.Time
+	nowMs  uint64
+	wakes  map[string]struct{} // receivers that may have gained a claimable row
+}
+
+type writeReq struct {
+	fn   func(*txn) error
+	done chan error
+}
+
+// batchJob is one batch handed from the writer to the syncer.
+type batchJob struct {
+	reqs    []*writeReq
+	errs    []error
+	wakes   map[string]struct{}
+	w       *layer
+	payload []byte // log record; nil when the batch wrote nothing
+	rtx     *bbolt.Tx
+	epoch   uint64
+}
+
+// update runs fn in the next group commit and returns after the batch's log
+// record is fsync'd. fn must return a *wire.Error only before it writes
+// anything: refusals are answers, not rollbacks, so the batch still commits.
+func (s *Store) update(fn func(*txn) error) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.inflight.Add(1)
+	s.mu.RUnlock()
+	defer s.inflight.Done()
+	r := &writeReq{fn: fn, done: make(chan error, 1)}
+	s.writes <- r
+	return <-r.done
+}
+
+// snapshot opens a bbolt read transaction and the layers it lacks. The
+// caller holds index.mu (either way). bbolt's transaction is begun first
+// (lock order: a bbolt remap waits for readers, so nobody may wait for
+// bbolt while holding index.mu); if a background commit finished between
+// Begin and the caller taking index.mu, the layer it committed may already
+// be gone from the list while rtx predates it: ok is false, try again.
+func (s *Store) snapshotLayers(rtx *bbolt.Tx, withPending bool) (layers []*layer, ok bool) {
+	if rtx.ID() < s.foldTxid {
+		return nil, false
+	}
+	if withPending {
+		for i := len(s.pending) - 1; i >= 0; i-- {
+			layers = append(layers, s.pending[i])
+		}
+	}
+	if s.live.n > 0 {
+		layers = append(layers, s.live)
+	}
+	if s.frozen != nil {
+		layers = append(layers, s.frozen)
+	}
+	return layers, true
+}
+
+// view runs a read-only transaction at one instant over acknowledged state.
+func (s *Store) view(fn func(*txn) error) error {
+	for {
+		rtx, err := s.db.Begin(false)
+		if err != nil {
+			return fmt.Errorf("begin read transaction: %w", err)
+		}
+		s.index.mu.RLock()
+		layers, ok := s.snapshotLayers(rtx, false)
+		if !ok {
+			s.index.mu.RUnlock()
+			_ = rtx.Rollback()
+			continue
+		}
+		now := s.clock.Now()
+		err = fn(&txn{s: s, layers: layers, rtx: rtx, now: now, nowMs: clock.UnixMs(now)})
+		s.index.mu.RUnlock()
+		_ = rtx.Rollback()
+		return err
+	}
+}
+
+// commitLoop is the single writer (see the top of this file).
+func (s *Store) commitLoop() {
+	defer close(s.writerDone)
+	defer close(s.syncq)
+	seenEpoch := s.epoch.Load()
+	for {
+		var first *writeReq
+		select {
+		case first = <-s.writes:
+		case <-s.stop:
+			return
+		}
+		if e := s.epoch.Load(); e != seenEpoch {
+			// A batch failed: let every batch built on it fail too, then
+			// re-derive what the writer holds from the acknowledged state.
+			s.batchesInFlight.Wait()
+			s.resetAfterFailure()
+			seenEpoch = e
+		}
+		batch := make([]*writeReq, 1, 16) // the syncer answers it after this loop moves on
+		batch[0] = first
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.writes:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		if err := s.fatal(); err != nil {
+			for _, r := range batch {
+				r.done <- ErrStorageFailed
+			}
+			continue
+		}
+		s.waitForRoom()
+		s.runBatch(batch, seenEpoch)
+	}
+}
+
+// runBatch builds one batch and hands it to the syncer. An operation that
+// fails unexpectedly may have left partial writes: the batch's layer is
+// discarded and each operation runs again as a batch of its own.
+func (s *Store) runBatch(reqs []*writeReq, epoch uint64) {
+	job, bad := s.buildBatch(reqs, epoch)
+	if job != nil {
+		s.batchesInFlight.Add(1)
+		s.syncq <- job
+		return
+	}
+	s.batchesInFlight.Wait()
+	s.resetAfterFailure()
+	if len(reqs) == 1 {
+		reqs[0].done <- bad
+		return
+	}
+	for _, r := range reqs {
+		s.runBatch([]*writeReq{r}, epoch)
+	}
+}
+
+func (s *Store) buildBatch(reqs []*writeReq, epoch uint64) (*batchJob, error) {
+	w := newLayer()
+	job := &batchJob{reqs: reqs, errs: make([]error, len(reqs)), wakes: map[string]struct{}{}, w: w, epoch: epoch}
+	var layers []*layer
+	for {
+		rtx, err := s.db.Begin(false)
+		if err != nil {
+			err = fmt.Errorf("begin read transaction: %w", err)
+			for _, r := range reqs {
+				r.done <- err
+			}
+			return nil, err
+		}
+		s.index.mu.Lock()
+		var ok bool
+		layers, ok = s.snapshotLayers(rtx, true)
+		if ok {
+			s.pending = append(s.pending, w)
+			s.index.mu.Unlock()
+			job.rtx = rtx
+			break
+		}
+		s.index.mu.Unlock()
+		_ = rtx.Rollback()
+	}
+	for i, r := range reqs {
+		err := s.runOp(&txn{s: s, w: w, layers: layers, rtx: job.rtx, wakes: job.wakes}, r.fn)
+		if err != nil && !isDomain(err) {
+			s.index.mu.Lock()
+			s.pending = s.pending[:len(s.pending)-1]
+			s.index.mu.Unlock()
+			_ = job.rtx.Rollback()
+			s.log.Error("store operation failed; its batch is discarded and rerun one by one", "err", err)
+			return nil, err
+		}
+		job.errs[i] = err
+	}
+	if w.n > 0 {
+		s.lastSeq++
+		w.seq = s.lastSeq
+		job.payload = w.encode(make([]byte, 0, 64+w.size+8*w.n))
+	}
+	return job, nil
+}
+
+func (s *Store) runOp(t *txn, fn func(*txn) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("store operation panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("store operation panicked: %v", p)
+		}
+	}()
+	s.index.mu.Lock()
+	defer s.index.mu.Unlock()
+	t.now = s.clock.Now()
+	t.nowMs = clock.UnixMs(t.now)
+	return fn(t)
+}
+
+// syncLoop makes each batch durable in order and answers it.
+func (s *Store) syncLoop() {
+	defer close(s.syncDone)
+	for job := range s.syncq {
+		err := s.syncBatch(job)
+		s.index.mu.Lock()
+		s.pending = s.pending[1:]
+		if err == nil && job.w.n > 0 {
+			s.live.absorb(job.w)
+		}
+		liveN := s.live.n
+		s.index.mu.Unlock()
+		_ = job.rtx.Rollback()
+		if err == nil {
+			s.wake(job.wakes)
+		}
+		for i, r := range job.reqs {
+			if err != nil {
+				r.done <- err
+			} else {
+				r.done <- job.errs[i]
+			}
+		}
+		s.batchesInFlight.Done()
+		if liveN >= s.cfg.CommitLimit {
+			s.kickFold()
+		}
+	}
+}
+
+// syncBatch appends the batch's record (one fdatasync) unless an earlier
+// batch it was built on failed.
+func (s *Store) syncBatch(job *batchJob) error {
+	if job.epoch != s.epoch.Load() {
+		s.failMu.Lock()
+		defer s.failMu.Unlock()
+		return s.lastBatchErr
+	}
+	if job.payload == nil {
+		return nil
+	}
+	s.walMu.Lock()
+	err := s.wal.Append(job.w.seq, job.payload)
+	s.walMu.Unlock()
+	if err == nil {
+		return nil
+	}
+	answer := ErrStorageFailed
+	if errors.Is(err, wal.ErrNoSpace) {
+		answer = ErrDiskFull
+		s.log.Error("write-ahead log: disk full; batch refused, later writes will try again", "dir", s.cfg.LogDir, "err", err)
+	} else {
+		s.setFatal(fmt.Errorf("write-ahead log %s: %w", s.cfg.LogDir, err))
+	}
+	s.failMu.Lock()
+	s.lastBatchErr = answer
+	s.failMu.Unlock()
+	s.epoch.Add(1)
+	return answer
+}
+
+// resetAfterFailure runs on the writer with no batch in flight: the index
+// and the id reservations may hold effects of batches that failed, so both
+// are re-derived from the acknowledged state.
+func (s *Store) resetAfterFailure() {
+	s.msgSeq, s.tokenSeq = seqBlock{}, seqBlock{}
+	s.walMu.Lock()
+	s.lastSeq = s.wal.LastSeq()
+	s.walMu.Unlock()
+	if err := s.rebuildIndex(); err != nil {
+		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
+	}
+}
+
+// mustRebuildIndex is kept for callers outside the commit path (tests).
+func (s *Store) mustRebuildIndex() { s.resetAfterFailure() }
+
+func (s *Store) setFatal(err error) {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	if s.failed == nil {
+		s.failed = err
+		s.log.Error("storage failed: refusing writes until restart (reads keep working)", "err", err)
+	}
+}
+
+// fatal is the error that stopped writes, or nil.
+func (s *Store) fatal() error {
+	s.failMu.Lock()
+	defer s.failMu.Unlock()
+	return s.failed
+}
+
+// Healthy reports why writes are refused (nil: they are not).
+func (s *Store) Healthy() error { return s.fatal() }
+
+// waitForRoom holds the writer while the acknowledged writes bbolt has not
+// taken yet exceed liveLimit (the background commit is behind).
+func (s *Store) waitForRoom() {
+	s.index.mu.Lock()
+	for s.live.size > liveLimit && s.fatal() == nil {
+		s.kickFold()
+		s.roomCond.Wait()
+	}
+	s.index.mu.Unlock()
+}
+
+func (s *Store) kickFold() {
+	select {
+	case s.foldKick <- struct{}{}:
+	default:
+	}
+}
+
+// foldLoop commits acknowledged writes into bbolt in the background.
+func (s *Store) foldLoop() {
+	defer close(s.foldDone)
+	tick := time.NewTicker(s.cfg.CommitInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.foldStop:
+			return
+		case <-tick.C:
+		case <-s.foldKick:
+		}
+		if s.fatal() != nil {
+			continue
+		}
+		if err := s.fold(); err != nil {
+			s.setFatal(fmt.Errorf("background commit to %s: %w", s.cfg.Path, err))
+		}
+	}
+}
+
+// fold commits s.live into bbolt (one synced transaction recording the last
+// log sequence it holds), then releases the log segments it covers.
+func (s *Store) fold() error {
+	s.foldMu.Lock()
+	defer s.foldMu.Unlock()
+	s.index.mu.Lock()
+	if s.live.n == 0 || s.frozen != nil {
+		s.index.mu.Unlock()
+		return nil
+	}
+	f := s.live
+	s.frozen, s.live = f, newLayer()
+	s.roomCond.Broadcast()
+	s.index.mu.Unlock()
+
+	var txid int
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if err := f.applyTo(tx); err != nil {
+			return err
+		}
+		if f.seq > 0 {
+			if err := tx.Bucket(bMeta).Put(mAppliedLogSeq, u64(f.seq)); err != nil {
+				return err
+			}
+		}
+		txid = tx.ID()
+		return nil
+	})
+	if err != nil {
+		// bbolt rolled back; f stays visible as the frozen layer, and the
+		// log still holds it for the next start.
+		return err
+	}
+	s.index.mu.Lock()
+	s.frozen = nil
+	s.foldTxid = txid
+	s.roomCond.Broadcast()
+	s.index.mu.Unlock()
+	if f.seq > 0 {
+		s.walMu.Lock()
+		err = s.wal.Release(f.seq)
+		s.walMu.Unlock()
+		if err != nil {
+			s.log.Warn("write-ahead log: recycling covered segments failed", "dir", s.cfg.LogDir, "err", err)
+		}
+	}
+	return nil
+}
+
+// recoverLog opens the log and replays into bbolt every record after the
+// last one bbolt holds, in one synced commit.
+func (s *Store) recoverLog() error {
+	var applied uint64
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
+		return nil
+	}); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, b := range allBuckets {
+		known[string(b)] = true
+	}
+	rec := newLayer()
+	records := 0
+	w, err := wal.Open(wal.Options{
+		Dir: s.cfg.LogDir, SegmentSize: s.cfg.LogSegmentSize, FS: s.cfg.LogFS,
+		Logger: s.log, AllowCorrupt: s.cfg.AllowCorruptLog,
+	}, applied, func(seq uint64, payload []byte) error {
+		want := applied + 1
+		if rec.seq > 0 {
+			want = rec.seq + 1
+		}
+		if seq != want {
+			return fmt.Errorf("log record %d does not continue %s (expected %d): is this log from another db file? "+
+				"move %s away to start without it", seq, s.cfg.Path, want, s.cfg.LogDir)
+		}
+		if err := rec.decodeInto(payload, known); err != nil {
+			return fmt.Errorf("log record %d: %w", seq, err)
+		}
+		rec.seq = seq
+		records++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("open write-ahead log for %s: %w", s.cfg.Path, err)
+	}
+	s.wal = w
+	s.lastSeq = w.LastSeq()
+	if records == 0 {
+		return nil
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		if err := rec.applyTo(tx); err != nil {
+			return err
+		}
+		return tx.Bucket(bMeta).Put(mAppliedLogSeq, u64(rec.seq))
+	})
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("replay write-ahead log into %s: %w", s.cfg.Path, err)
+	}
+	s.log.Info("replayed the write-ahead log", "records", records, "writes", rec.n, "through_seq", rec.seq, "dir", s.cfg.LogDir)
+	if err := w.Release(rec.seq); err != nil {
+		s.log.Warn("write-ahead log: recycling replayed segments failed", "err", err)
+	}
+	return nil
+}
+
+func isDomain(err error) bool {
+	var e *wire.Error
+	return errors.As(err, &e)
+}
