@@ -286,7 +286,6 @@ func (s *Store) Close() error {
 // Done is closed when Close begins stopping the store; long polls end on it.
 func (s *Store) Done() <-chan struct{} { return s.stop }
 
-
 // watch returns a channel closed when receiver may have gained a claimable
 // row (after the commit that made it so).
 func (s *Store) watch(receiver string) <-chan struct{} {
@@ -339,7 +338,6 @@ func addCount(b counterBucket, key []byte, d int64) error {
 	}
 	return b.Put(key, u64(uint64(v)))
 }
-
 
 // Check runs bbolt's consistency check and returns every problem found.
 func (s *Store) Check() []error {

@@ -82,8 +82,8 @@ func (l *Log) Append(seq uint64, p []byte) error {
 	l.last = seq
 	return nil
 }
-func (l *Log) LastSeq() uint64                     { return l.last }
-func (l *Log) Release(upTo uint64) error           { return nil }
-func (l *Log) SyncedOffset() (string, int64)       { return l.f.Name(), l.off }
-func (l *Log) Close() error                        { return l.f.Close() }
-func (l *Log) RemoveAll() error                    { l.f.Close(); return os.RemoveAll(l.dir) }
+func (l *Log) LastSeq() uint64               { return l.last }
+func (l *Log) Release(upTo uint64) error     { return nil }
+func (l *Log) SyncedOffset() (string, int64) { return l.f.Name(), l.off }
+func (l *Log) Close() error                  { return l.f.Close() }
+func (l *Log) RemoveAll() error              { l.f.Close(); return os.RemoveAll(l.dir) }
