@@ -94,7 +94,7 @@ func serveCommand() *ucli.Command {
 		Name:        "serve",
 		Usage:       "run the control plane HTTP server",
 		Description: serveDescription(),
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "bind", Value: BindDefault, Usage: "listen address host:port (port 0 picks a free port; the bound URL is printed)"},
 			&ucli.StringFlag{Name: "db", DefaultText: "$" + EnvDBPath + ", else " + DefaultDBPath, Usage: "bbolt database file (created if missing; its directory is created 0700)"},
 			&ucli.BoolFlag{Name: "allow-open", Usage: "allow open mode (no secret configured) on a non-loopback address"},
@@ -104,7 +104,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key file for --tls-cert"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
 			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
-		},
+		}, storageFlags()...),
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
 				Bind:            c.String("bind"),
@@ -116,6 +116,7 @@ func serveCommand() *ucli.Command {
 				TLSKey:          c.String("tls-key"),
 				LogLevel:        c.String("log-level"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"),
+				Storage:         storageOptionsFrom(c),
 				Stdout:          c.App.Writer,
 				Stderr:          c.App.ErrWriter,
 				Lookup:          osLookup(),
@@ -128,6 +129,7 @@ type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
 	AllowOpen                                           bool
 	SweepInterval, ShutdownTimeout                      time.Duration
+	Storage                                             storageOptions
 	Stdout, Stderr                                      io.Writer
 	Lookup                                              LookupFunc
 }
@@ -228,6 +230,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	clk := clock.Real{}
 	scfg := env.Store
 	scfg.Path, scfg.Clock, scfg.Logger = dbPath, clk, log
+	if err := o.Storage.apply(&scfg, o.Lookup); err != nil {
+		return err
+	}
 	st, err := store.Open(scfg)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {

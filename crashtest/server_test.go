@@ -90,9 +90,9 @@ func (l *lockedBuffer) tail(n int) string {
 
 // startServer runs `populi-db serve` on a free loopback port over dbPath and
 // waits until it prints the URL it listens on.
-func startServer(bin, dbPath string, env map[string]string, sweepInterval time.Duration) (*server, error) {
-	cmd := exec.Command(bin, "serve", "--bind", "127.0.0.1:0", "--db", dbPath,
-		"--sweep-interval", sweepInterval.String(), "--log-level", "warn")
+func startServer(bin, dbPath string, env map[string]string, sweepInterval time.Duration, extra ...string) (*server, error) {
+	cmd := exec.Command(bin, append([]string{"serve", "--bind", "127.0.0.1:0", "--db", dbPath,
+		"--sweep-interval", sweepInterval.String(), "--log-level", "warn"}, extra...)...)
 	// A clean environment: nothing of the developer's VOX_* leaks in.
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + filepath.Dir(dbPath)}
 	for k, v := range env {
@@ -134,6 +134,17 @@ func startServer(bin, dbPath string, env map[string]string, sweepInterval time.D
 func (s *server) kill() {
 	_ = s.cmd.Process.Signal(syscall.SIGKILL)
 	<-s.exited
+}
+
+// stop sends SIGTERM (a clean shutdown, unless a crash point kills it on
+// the way) and waits for the process to be gone.
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		s.kill()
+	}
 }
 
 // alive reports whether the process has not exited on its own.

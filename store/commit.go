@@ -410,6 +410,7 @@ func (s *Store) fold() error {
 	s.index.mu.Unlock()
 
 	var txid int
+	s.crashPoint("fold-commit")
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := f.applyTo(tx); err != nil {
 			return err
@@ -433,6 +434,7 @@ func (s *Store) fold() error {
 	s.roomCond.Broadcast()
 	s.index.mu.Unlock()
 	if f.seq > 0 {
+		s.crashPoint("log-release")
 		s.walMu.Lock()
 		err = s.wal.Release(f.seq)
 		s.walMu.Unlock()

@@ -68,6 +68,11 @@ type Config struct {
 	AllowCorruptLog bool   // start even when acknowledged log records are damaged (cuts the log there)
 	CommitInterval  time.Duration
 	CommitLimit     int
+
+	// CrashPoint, when set, is called at the commit path's crash windows
+	// ("fold-commit", "log-release", "close-fold"); the crash harness
+	// kills the process from it. Nil in production.
+	CrashPoint func(name string)
 }
 
 // Store is the durable state of one populi-db server.
@@ -261,6 +266,7 @@ func (s *Store) Close() error {
 	<-s.foldDone
 	var errs []error
 	if s.fatal() == nil {
+		s.crashPoint("close-fold")
 		s.saveSeqs()
 		if err := s.fold(); err != nil {
 			errs = append(errs, fmt.Errorf("fold the log into %s: %w", s.cfg.Path, err))
@@ -353,4 +359,10 @@ func (s *Store) Check() []error {
 		return nil
 	})
 	return errs
+}
+
+func (s *Store) crashPoint(name string) {
+	if s.cfg.CrashPoint != nil {
+		s.cfg.CrashPoint(name)
+	}
 }
