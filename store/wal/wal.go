@@ -78,6 +78,8 @@ const (
 	zeroChunk = 1 << 20
 )
 
+var zeroHeader [recordHeaderSize]byte
+
 // Sentinel errors (use errors.Is).
 var (
 	// ErrCorrupt: acknowledged records are damaged (see CorruptError).
@@ -327,7 +329,7 @@ func (l *Log) Append(seq uint64, payload []byte) error {
 	}
 	l.buf = appendRecord(l.buf[:0], seq, payload)
 	if l.off+size+recordHeaderSize <= l.curSeg.size {
-		l.buf = append(l.buf, make([]byte, recordHeaderSize)...) // the clean-end marker
+		l.buf = append(l.buf, zeroHeader[:]...) // the clean-end marker
 	}
 	if _, err := l.cur.WriteAt(l.buf, l.off); err != nil {
 		if errors.Is(err, syscall.ENOSPC) {
