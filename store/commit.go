@@ -73,6 +73,7 @@ type batchJob struct {
 	payload []byte // log record; nil when the batch wrote nothing
 	rtx     *bbolt.Tx
 	epoch   uint64
+	num     uint64 // builtNum of this batch
 }
 
 // update runs fn in the next group commit and returns after the batch's log
@@ -117,11 +118,46 @@ func (s *Store) snapshotLayers(rtx *bbolt.Tx, withPending bool) (layers []*layer
 }
 
 // view runs a read-only transaction at one instant over acknowledged state.
+//
+// Row contents come from durable layers only (etcd's read buffer). The
+// in-memory mailbox index and counters, though, are changed by operations
+// as they run, so a read may reflect a batch whose log fsync is still in
+// flight; such a read answers only after that batch is durable (Redis's
+// rule: a reply waits for the fsync of what it reflects). If that batch
+// fails instead, the read fails with the batch's error; later reads wait
+// until the index has been re-derived without it.
 func (s *Store) view(fn func(*txn) error) error {
+	s.waitIndexClean()
+	want, epoch, err := s.readOnce(fn)
+	if want == 0 {
+		return err
+	}
+	s.durMu.Lock()
+	for s.durableNum < want {
+		s.durCond.Wait()
+	}
+	s.durMu.Unlock()
+	if s.epoch.Load() != epoch {
+		s.failMu.Lock()
+		defer s.failMu.Unlock()
+		return s.lastBatchErr
+	}
+	return err
+}
+
+// viewNoWait is view for the writer itself, with no batch in flight.
+func (s *Store) viewNoWait(fn func(*txn) error) error {
+	_, _, err := s.readOnce(fn)
+	return err
+}
+
+// readOnce runs fn over a snapshot; want is the newest batch in flight
+// whose effects on the index fn may have seen (0: none).
+func (s *Store) readOnce(fn func(*txn) error) (want, epoch uint64, err error) {
 	for {
-		rtx, err := s.db.Begin(false)
-		if err != nil {
-			return fmt.Errorf("begin read transaction: %w", err)
+		rtx, berr := s.db.Begin(false)
+		if berr != nil {
+			return 0, 0, fmt.Errorf("begin read transaction: %w", berr)
 		}
 		s.index.mu.RLock()
 		layers, ok := s.snapshotLayers(rtx, false)
@@ -130,12 +166,26 @@ func (s *Store) view(fn func(*txn) error) error {
 			_ = rtx.Rollback()
 			continue
 		}
+		if len(s.pending) > 0 {
+			want = s.builtNum
+		}
+		epoch = s.epoch.Load()
 		now := s.clock.Now()
 		err = fn(&txn{s: s, layers: layers, rtx: rtx, now: now, nowMs: clock.UnixMs(now)})
 		s.index.mu.RUnlock()
 		_ = rtx.Rollback()
-		return err
+		return want, epoch, err
 	}
+}
+
+// waitIndexClean waits while the index may hold effects of a failed batch
+// (the writer re-derives it promptly: syncLoop nudges it).
+func (s *Store) waitIndexClean() {
+	s.durMu.Lock()
+	for s.indexEpoch != s.epoch.Load() {
+		s.durCond.Wait()
+	}
+	s.durMu.Unlock()
 }
 
 // commitLoop is the single writer (see the top of this file).
@@ -218,6 +268,8 @@ func (s *Store) buildBatch(reqs []*writeReq, epoch uint64) (*batchJob, error) {
 		layers, ok = s.snapshotLayers(rtx, true)
 		if ok {
 			s.pending = append(s.pending, w)
+			s.builtNum++
+			job.num = s.builtNum
 			s.index.mu.Unlock()
 			job.rtx = rtx
 			break
@@ -283,6 +335,13 @@ func (s *Store) syncLoop() {
 			}
 		}
 		s.batchesInFlight.Done()
+		s.durMu.Lock()
+		s.durableNum = job.num
+		s.durCond.Broadcast()
+		s.durMu.Unlock()
+		if err != nil {
+			s.nudgeWriter()
+		}
 		if liveN >= s.cfg.CommitLimit {
 			s.kickFold()
 		}
@@ -320,6 +379,17 @@ func (s *Store) syncBatch(job *batchJob) error {
 	return answer
 }
 
+// nudgeWriter queues a no-op write so the writer re-derives its state after
+// a failed batch even if no other write comes.
+func (s *Store) nudgeWriter() {
+	go func() {
+		select {
+		case s.writes <- &writeReq{fn: func(*txn) error { return nil }, done: make(chan error, 1)}:
+		case <-s.stop:
+		}
+	}()
+}
+
 // resetAfterFailure runs on the writer with no batch in flight: the index
 // and the id reservations may hold effects of batches that failed, so both
 // are re-derived from the acknowledged state.
@@ -328,9 +398,13 @@ func (s *Store) resetAfterFailure() {
 	s.walMu.Lock()
 	s.lastSeq = s.wal.LastSeq()
 	s.walMu.Unlock()
-	if err := s.rebuildIndex(); err != nil {
+	if err := s.rebuildIndexFrom(true); err != nil {
 		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
 	}
+	s.durMu.Lock()
+	s.indexEpoch = s.epoch.Load()
+	s.durCond.Broadcast()
+	s.durMu.Unlock()
 }
 
 // mustRebuildIndex is kept for callers outside the commit path (tests).

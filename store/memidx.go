@@ -167,9 +167,17 @@ type rowIndexFields struct {
 // rebuildIndex derives every index from the rows bucket as committed. Rows
 // are decoded on every core (decoding is most of the work) and indexed by
 // one goroutine, all inside one read transaction.
-func (s *Store) rebuildIndex() error {
+func (s *Store) rebuildIndex() error { return s.rebuildIndexFrom(false) }
+
+// rebuildIndexFrom is rebuildIndex; clean says the caller is the writer
+// re-deriving the index after a failure (so view must not wait for that).
+func (s *Store) rebuildIndexFrom(clean bool) error {
 	fresh := newMemIndex()
-	err := s.view(func(vt *txn) error {
+	read := s.view
+	if clean {
+		read = s.viewNoWait
+	}
+	err := read(func(vt *txn) error {
 		t := &txn{s: &Store{cfg: s.cfg, log: s.log, index: fresh}, wakes: map[string]struct{}{}}
 		type row struct{ k, v []byte }
 		rows := make(chan row, 1024)

@@ -116,6 +116,15 @@ type Store struct {
 	failed           error // fatal storage error: writes refused until restart
 	lastBatchErr     error // why the last failed batch failed (replied to the batches after it)
 	msgSeq, tokenSeq seqBlock
+	builtNum         uint64 // batches handed to the syncer (under index.mu)
+
+	// Read waits (commit.go, view): durMu guards durableNum (batches the
+	// syncer has answered) and indexEpoch (the epoch whose failures the
+	// in-memory index has been re-derived after); durCond signals both.
+	durMu      sync.Mutex
+	durCond    *sync.Cond
+	durableNum uint64
+	indexEpoch uint64
 	walMu            sync.Mutex // Append (syncer) vs Release (background commit)
 	foldMu           sync.Mutex // one background commit at a time; Check pauses them
 
@@ -202,6 +211,7 @@ func Open(cfg Config) (*Store, error) {
 		live:       newLayer(),
 	}
 	s.roomCond = sync.NewCond(&s.index.mu)
+	s.durCond = sync.NewCond(&s.durMu)
 	if err := s.init(); err != nil {
 		db.Close()
 		return nil, err

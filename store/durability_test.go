@@ -1,0 +1,429 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"populi-db/store/wal"
+	"populi-db/store/wal/faultfs"
+	"populi-db/wire"
+)
+
+// Issue 13: the log-first commit path under faults, crashes and power loss.
+
+// gateFS holds every log fdatasync while closed, so a test can look at the
+// store while a batch's record is written but not yet durable.
+type gateFS struct {
+	wal.FS
+	mu      sync.Mutex
+	gate    chan struct{} // nil: open
+	waiting chan struct{} // a sync is held
+}
+
+func newGateFS() *gateFS { return &gateFS{FS: wal.OS(), waiting: make(chan struct{}, 64)} }
+
+func (g *gateFS) close() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gateFS) open() {
+	g.mu.Lock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gateFS) wrap(f wal.File, err error) (wal.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &gateFile{File: f, g: g}, nil
+}
+
+func (g *gateFS) OpenFile(name string, flag int, perm os.FileMode) (wal.File, error) {
+	return g.wrap(g.FS.OpenFile(name, flag, perm))
+}
+func (g *gateFS) Create(name string) (wal.File, error) { return g.wrap(g.FS.Create(name)) }
+
+type gateFile struct {
+	wal.File
+	g *gateFS
+}
+
+func (f *gateFile) Sync(dataOnly bool) error {
+	f.g.mu.Lock()
+	gate := f.g.gate
+	f.g.mu.Unlock()
+	if gate != nil && dataOnly {
+		f.g.waiting <- struct{}{}
+		<-gate
+	}
+	return f.File.Sync(dataOnly)
+}
+
+func smallLog(c *Config) {
+	c.LogSegmentSize = 64 << 10
+}
+
+// No reply reveals a write before its record is durable: while a
+// delivery's fdatasync is held, a reader does not list the row, a claim
+// (a write batched behind it) does not hand it out, and a repeated
+// delivery with the same idempotency key waits too.
+func TestReadsNeverSeeWritesBeforeTheirFsync(t *testing.T) {
+	t.Parallel()
+	g := newGateFS()
+	b := setup(t, smallLog, func(c *Config) { c.LogFS = g })
+	t.Cleanup(g.open) // before Close (cleanups run last-in first-out)
+	b.join("w")
+	g.close()
+	delivered := make(chan error, 1)
+	go func() {
+		_, err := b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "p",
+			IdempotencyKey: ptr("k1")}, "")
+		delivered <- err
+	}()
+	<-g.waiting // the record is written, its fdatasync held
+	rows, err := b.s.ListInbox("7", nil, nil)
+	if err != nil || len(rows) != 0 {
+		t.Fatalf("inbox during the fsync = %v, %v; want empty", rows, err)
+	}
+	if st, err := b.s.QueueStats(); err != nil || st.ByState.Ready != 0 {
+		t.Fatalf("queue stats during the fsync = %+v, %v; want 0 ready", st, err)
+	}
+	claimed := make(chan *wire.StoredMessage, 1)
+	go func() {
+		m, err := b.s.ClaimNext("7", "w")
+		if err != nil {
+			t.Errorf("claim: %v", err)
+		}
+		claimed <- m
+	}()
+	select {
+	case m := <-claimed:
+		t.Fatalf("a claim answered (%v) while the delivery it depends on was not durable", m)
+	case err := <-delivered:
+		t.Fatalf("deliver answered (%v) before its fdatasync", err)
+	case <-time.After(50 * time.Millisecond): // both must still wait: nothing to poll for
+	}
+	g.open()
+	if err := <-delivered; err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+	// The claim was batched behind the delivery or ran after it: either way
+	// it may only answer after the delivery's fsync, and it finds the row.
+	if m := <-claimed; m == nil {
+		t.Fatal("claim after the delivery became durable found nothing")
+	}
+}
+
+
+
+// A failed log write or fdatasync fails the batch and every later write
+// with a 503 naming the cause, until restart; reads keep answering from
+// what was acknowledged, and nothing of the failed batch is visible then
+// or after the restart.
+func TestLogWriteFaultsRefuseWritesUntilRestart(t *testing.T) {
+	t.Parallel()
+	for _, op := range []faultfs.Op{faultfs.OpWrite, faultfs.OpSync} {
+		t.Run(op.String(), func(t *testing.T) {
+			t.Parallel()
+			ffs := faultfs.New(nil)
+			b := setup(t, smallLog, func(c *Config) { c.LogFS = ffs })
+			ok := b.deliver("7")
+			ffs.Inject(faultfs.Fault{Op: op, Match: faultfs.Suffix(".wal"), Err: syscall.EIO})
+			_, err := b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "lost"}, "")
+			if !errors.Is(err, ErrStorageFailed) {
+				t.Fatalf("deliver during %s fault = %v, want ErrStorageFailed", op, err)
+			}
+			ffs.Clear() // the disk "recovers": the store must not believe it
+			_, err = b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "later"}, "")
+			if !errors.Is(err, ErrStorageFailed) {
+				t.Fatalf("deliver after a failed %s = %v, want ErrStorageFailed until restart", op, err)
+			}
+			if _, err := b.s.Join(wire.NodeRecord{ID: "n"}); !errors.Is(err, ErrStorageFailed) {
+				t.Fatalf("join after a failed %s = %v, want ErrStorageFailed", op, err)
+			}
+			if b.s.Healthy() == nil || !strings.Contains(b.s.Healthy().Error(), "write-ahead log") {
+				t.Fatalf("Healthy() = %v, want the log failure", b.s.Healthy())
+			}
+			rows, err := b.s.ListInbox("7", nil, nil)
+			if err != nil || len(rows) != 1 || rows[0].ID != ok {
+				t.Fatalf("inbox after the fault = %v, %v; want only row %d", rows, err, ok)
+			}
+			b.reopen()
+			rows, err = b.s.ListInbox("7", nil, nil)
+			if err != nil || len(rows) != 1 || rows[0].ID != ok {
+				t.Fatalf("inbox after restart = %v, %v; want only row %d", rows, err, ok)
+			}
+			if b.deliver("7") == 0 {
+				t.Fatal("no id after restart")
+			}
+		})
+	}
+}
+
+// A full disk is not fatal: the batch gets the disk-full 503, and writes
+// resume by themselves once space returns.
+func TestDiskFullRefusesThenResumes(t *testing.T) {
+	t.Parallel()
+	ffs := faultfs.New(nil)
+	b := setup(t, smallLog, func(c *Config) { c.LogFS = ffs })
+	payload := strings.Repeat("x", 4096)
+	var acked []uint64
+	// Fill the log until it needs a new segment, with no space to make one.
+	ffs.Inject(faultfs.Fault{Op: faultfs.OpCreate, Err: syscall.ENOSPC})
+	ffs.Inject(faultfs.Fault{Op: faultfs.OpWrite, Match: faultfs.Suffix(".tmp"), Err: syscall.ENOSPC})
+	refused := 0
+	for i := 0; i < 200 && refused == 0; i++ {
+		id, err := b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: payload}, "")
+		switch {
+		case err == nil:
+			acked = append(acked, id)
+		case errors.Is(err, ErrDiskFull):
+			refused++
+		default:
+			t.Fatalf("deliver %d: %v, want success or ErrDiskFull", i, err)
+		}
+	}
+	if refused == 0 {
+		t.Fatal("the log never needed a new segment: make the test write more")
+	}
+	if _, err := b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: payload}, ""); !errors.Is(err, ErrDiskFull) {
+		t.Fatalf("deliver while still full = %v, want ErrDiskFull", err)
+	}
+	if b.s.Healthy() != nil {
+		t.Fatalf("a full disk made the store unhealthy: %v", b.s.Healthy())
+	}
+	ffs.Clear()
+	for range 20 {
+		acked = append(acked, b.deliver("7"))
+	}
+	b.reopen()
+	n, err := b.s.ListInbox("7", ptr(uint64(500)), nil)
+	if err != nil || len(n) != len(acked) {
+		t.Fatalf("after restart %d rows (%v), want the %d acknowledged", len(n), err, len(acked))
+	}
+}
+
+// A clean Close folds the log into bbolt and removes it: the db file alone
+// is the whole state (a backup is a copy of it).
+func TestCleanCloseLeavesOneFile(t *testing.T) {
+	t.Parallel()
+	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = time.Hour })
+	id := b.deliver("7")
+	if _, err := os.Stat(b.cfg.LogDir); err != nil {
+		t.Fatalf("log dir while open: %v", err)
+	}
+	if err := b.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.s = nil
+	if _, err := os.Stat(LogDirFor(b.cfg.Path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("log dir after a clean close: %v, want it gone", err)
+	}
+	// Copy only the db file elsewhere and open the copy.
+	cp := filepath.Join(t.TempDir(), "copy.db")
+	copyFile(t, b.cfg.Path, cp)
+	b.cfg.Path, b.cfg.LogDir = cp, ""
+	b.open()
+	if m := b.row(id); m == nil {
+		t.Fatalf("row %d missing from a copy of the db file alone", id)
+	}
+}
+
+func copyFile(t testing.TB, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyDir(t testing.TB, from, to string) {
+	t.Helper()
+	ents, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		copyFile(t, filepath.Join(from, e.Name()), filepath.Join(to, e.Name()))
+	}
+}
+
+// Power loss, simulated: acknowledged writes, some folded into bbolt and
+// some only in the log, then one more record written but its fdatasync
+// never returning. The crash image (db file as synced, log directory as
+// written) is damaged the ways a power cut can: the log cut at a random
+// offset at or beyond the synced offset, random bytes flipped beyond it.
+// Recovery must start and keep every acknowledged write.
+func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for round := range 12 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			g := newGateFS()
+			b := setup(t, smallLog, func(c *Config) {
+				c.LogFS = g
+				c.CommitInterval = []time.Duration{time.Hour, 5 * time.Millisecond}[round%2]
+			})
+			t.Cleanup(g.open)
+			var acked []uint64
+			for i := range 40 + rng.IntN(200) {
+				req := wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t",
+					Payload: strings.Repeat("p", rng.IntN(3000)), IdempotencyKey: ptr(fmt.Sprint("k", i))}
+				id, err := b.s.Deliver(req, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				acked = append(acked, id)
+			}
+			// One more batch: written, never acknowledged.
+			g.close()
+			go func() { _, _ = b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "unacked"}, "") }()
+			<-g.waiting
+			seg, synced := b.s.wal.SyncedOffset()
+			// The crash image, taken with background commits paused: bbolt's
+			// commits are fully synced, so its file is what a power cut leaves.
+			img := t.TempDir()
+			b.s.foldMu.Lock()
+			copyFile(t, b.cfg.Path, filepath.Join(img, "populi.db"))
+			copyDir(t, b.cfg.LogDir, filepath.Join(img, "populi.db-wal"))
+			b.s.foldMu.Unlock()
+			g.open()
+			damage(t, rng, filepath.Join(img, "populi.db-wal", filepath.Base(seg)), synced)
+
+			s2, err := Open(Config{Path: filepath.Join(img, "populi.db"), Logger: quietLogger(), Clock: b.clk, LeaseTTL: testTTL})
+			if err != nil {
+				t.Fatalf("recovery refused a power-cut image (synced offset %d): %v", synced, err)
+			}
+			defer s2.Close()
+			rows, err := s2.ListInbox("7", ptr(uint64(500)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			have := map[uint64]bool{}
+			for _, r := range rows {
+				have[r.ID] = true
+			}
+			for _, id := range acked {
+				if !have[id] {
+					t.Fatalf("acknowledged row %d lost (%d rows recovered of %d acknowledged)", id, len(rows), len(acked))
+				}
+			}
+			for _, e := range checkIndexes(s2) {
+				t.Errorf("index invariant after recovery: %v", e)
+			}
+		})
+	}
+}
+
+// damage cuts the segment at a random offset >= synced, or flips bytes
+// beyond it, or both.
+func damage(t *testing.T, rng *rand.Rand, path string, synced int64) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if synced > int64(len(data)) {
+		t.Fatalf("synced offset %d beyond the file (%d bytes)", synced, len(data))
+	}
+	mode := rng.IntN(3)
+	if mode != 1 && int64(len(data)) > synced { // flip bytes in the unsynced tail
+		for range 1 + rng.IntN(8) {
+			i := synced + rng.Int64N(min(int64(len(data))-synced, 8192))
+			data[i] ^= byte(1 + rng.IntN(255))
+		}
+	}
+	if mode != 0 { // cut
+		data = data[:synced+rng.Int64N(min(int64(len(data))-synced, 8192)+1)]
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A damaged record followed by valid ones means acknowledged data is
+// damaged: Open refuses, naming the file and offset, unless the operator
+// allows cutting the log there.
+func TestMidLogCorruptionRefusesToStart(t *testing.T) {
+	t.Parallel()
+	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = time.Hour })
+	for range 10 {
+		b.deliver("7")
+	}
+	img := t.TempDir()
+	b.s.foldMu.Lock()
+	copyFile(t, b.cfg.Path, filepath.Join(img, "populi.db"))
+	copyDir(t, b.cfg.LogDir, filepath.Join(img, "populi.db-wal"))
+	b.s.foldMu.Unlock()
+	segs, _ := filepath.Glob(filepath.Join(img, "populi.db-wal", "*.wal"))
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	data, _ := os.ReadFile(segs[0])
+	data[32+16+3] ^= 0xff // inside the first record's payload (after the 32-byte segment header)
+	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Path: filepath.Join(img, "populi.db"), Logger: quietLogger(), Clock: b.clk, LeaseTTL: testTTL}
+	_, err := Open(cfg)
+	if !errors.Is(err, wal.ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(segs[0])) || !strings.Contains(err.Error(), "offset") {
+		t.Fatalf("open = %v, want a corruption error naming %s and the offset", err, filepath.Base(segs[0]))
+	}
+	cfg.AllowCorruptLog = true
+	s2, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("open with AllowCorruptLog: %v", err)
+	}
+	s2.Close()
+}
+
+// Under steady writes with folds, the log directory stays bounded: the
+// segment being written plus a few spares.
+func TestLogStaysBounded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = 2 * time.Millisecond })
+	payload := strings.Repeat("x", 2000)
+	for i := range 600 {
+		id := b.deliver("7", func(r *wire.DeliverRequest) { r.Payload = payload })
+		wantErr(t, b.s.Ack("7", id, nil), nil)
+		if i%100 == 99 {
+			ents, _ := os.ReadDir(b.cfg.LogDir)
+			if len(ents) > 6 {
+				names := []string{}
+				for _, e := range ents {
+					names = append(names, e.Name())
+				}
+				t.Fatalf("after %d writes the log holds %d files: %v", 2*(i+1), len(ents), names)
+			}
+		}
+	}
+}
