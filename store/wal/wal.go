@@ -491,6 +491,9 @@ func (l *Log) prepareSpare() (string, error) {
 		return fail(err)
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
+		if rerr := l.fs.Remove(final); rerr != nil {
+			l.log.Warn("wal: remove unfinished spare", "file", final, "err", rerr)
+		}
 		return "", fmt.Errorf("prepare segment: sync dir: %w", prepErr(err))
 	}
 	return final, nil
