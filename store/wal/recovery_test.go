@@ -90,6 +90,9 @@ func TestPowerLossTornTail(t *testing.T) {
 		}
 		fi, _ := f.Stat()
 		size := fi.Size()
+		if size != opts.SegmentSize {
+			t.Fatalf("segment of %d bytes", size)
+		}
 		mode := iter % 5
 		// inFlight is a record whose Append had not returned; if every byte
 		// of it reached the disk, it is as valid as any and may be replayed.
@@ -133,6 +136,10 @@ func TestPowerLossTornTail(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
+		if fi, err = os.Stat(path); err != nil {
+			t.Fatal(err)
+		}
+		size = fi.Size() // after any cut
 		l, got, err := openLog(t, opts, 0)
 		if err != nil {
 			t.Fatalf("iter %d mode %d: Open after power loss: %v", iter, mode, err)
@@ -146,6 +153,9 @@ func TestPowerLossTornTail(t *testing.T) {
 		}
 		recs = append(recs, appendN(t, l, rng, 1+rng.IntN(10), 1200)...)
 		l.Close()
+		if fi, err := os.Stat(path); err == nil && fi.Size() > size {
+			t.Fatalf("iter %d: appends grew %s from %d to %d bytes", iter, path, size, fi.Size())
+		}
 		_, got = mustOpen(t, opts, 0)
 		sameRecs(t, got, recs)
 	}

@@ -115,6 +115,11 @@ func TestRolloverRecyclingBounded(t *testing.T) {
 		}
 		l.WaitIdle()
 		names := files(t, opts.Dir)
+		for _, name := range names { // preallocated, never grown
+			if fi, err := os.Stat(filepath.Join(opts.Dir, name)); err != nil || fi.Size() != opts.SegmentSize {
+				t.Fatalf("%s: %v, %v", name, fi.Size(), err)
+			}
+		}
 		// current + possibly the previous one (holding unreleased records) + 2 spares
 		if len(names) > 4 || countSuffix(names, ".wal") > 2 {
 			t.Fatalf("after %d appends the dir holds %v", i+1, names)
