@@ -48,6 +48,15 @@
 // and offset, unless Options.AllowCorrupt. Not found: a torn tail, whose
 // fdatasync never returned; Open logs it and appends over it.
 //
+// # Use
+//
+// Open(opts, lastAppliedSeq, replay) at startup; Append(seq, record) once
+// per group-commit batch, acknowledging the batch when it returns nil;
+// Release(seq) after a bbolt commit holding everything up to seq is durable;
+// RemoveAll after a clean stop folded the log into bbolt; Verify for an
+// offline check. Every segment file is SegmentSize bytes; with Release keeping
+// up, the directory holds the live segments and at most two spares.
+//
 // # Faults
 //
 // A failed write or fdatasync of a segment breaks the Log for good (ErrBroken):
