@@ -45,8 +45,11 @@
 // starts beyond it. Found: a record that had been acknowledged is damaged
 // (the store appends one record per fdatasync, so a later record proves the
 // earlier fdatasync returned), and Open refuses with a CorruptError naming file
-// and offset, unless Options.AllowCorrupt. Not found: a torn tail, whose
-// fdatasync never returned; Open logs it and appends over it.
+// and offset, unless Options.AllowCorrupt (then it logs at error level, zeroes
+// the rest of that segment and removes later ones, so the records beyond can
+// never rejoin the chain). Not found: a torn tail, whose fdatasync never
+// returned; Open logs it and appends over it. A log whose first segment starts
+// after after+1 misses records the store needs, and is refused the same way.
 //
 // # Use
 //
