@@ -138,6 +138,7 @@ type Log struct {
 	synced int64 // end of the last record whose Append returned nil
 	broken error // set by a failed write or fdatasync; wraps ErrBroken
 	closed bool
+	shut   atomic.Bool // closed, for Release (which does not take mu)
 	buf    []byte
 	last   atomic.Uint64
 
@@ -565,6 +566,9 @@ func (l *Log) background() {
 func (l *Log) Release(upTo uint64) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
+	if l.shut.Load() {
+		return ErrClosed
+	}
 	for len(l.segs) > 1 && l.segs[1].first-1 <= upTo {
 		s := l.segs[0]
 		if err := l.recycle(s.path, s.size); err != nil {
@@ -614,6 +618,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.shut.Store(true)
 	close(l.kickCh)
 	l.mu.Unlock()
 	l.bgDone.Wait()

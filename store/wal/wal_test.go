@@ -82,6 +82,9 @@ func TestAppendRefusesWrongSeqAndHugePayload(t *testing.T) {
 	if err := l.Append(12, nil); !errors.Is(err, wal.ErrClosed) {
 		t.Fatalf("Append after Close = %v", err)
 	}
+	if err := l.Release(11); !errors.Is(err, wal.ErrClosed) {
+		t.Fatalf("Release after Close = %v", err)
+	}
 	_, got := mustOpen(t, opts, 10)
 	sameRecs(t, got, []rec{{11, []byte("ok")}})
 }
