@@ -76,3 +76,28 @@ func BenchmarkRawOverwriteFdatasync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRawAppendFdatasync: pwrite + fdatasync growing a new file, what a
+// log without preallocation pays (the file size changes on every write).
+func BenchmarkRawAppendFdatasync(b *testing.B) {
+	for _, size := range []int{256, 4 << 10} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			f, err := wal.OS().Create(filepath.Join(b.TempDir(), "raw"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			p := make([]byte, size)
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := f.WriteAt(p, int64(i*size)); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Sync(true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

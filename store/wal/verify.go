@@ -21,6 +21,10 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
+	if e.Evidence.File == e.File && e.Evidence.Offset == e.Offset {
+		return fmt.Sprintf("wal: corrupt log: %s at offset %d: %s: acknowledged writes are missing, refusing to start "+
+			"(the operator override drops the log)", e.File, e.Offset, e.Reason)
+	}
 	return fmt.Sprintf("wal: corrupt log: %s at offset %d: %s, but valid data follows (%s at offset %d: %s); "+
 		"acknowledged writes are damaged, refusing to start (the operator override cuts the log there and loses what follows)",
 		e.File, e.Offset, e.Reason, e.Evidence.File, e.Evidence.Offset, e.Evidence.Reason)

@@ -146,7 +146,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		rep, verr := wal.Verify(dir, after)
 		var n int
-		l, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10, Logger: newLogger(&logBuf{})}, after,
+		l, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10, FS: noSyncFS{wal.OS()}, Logger: newLogger(&logBuf{})}, after,
 			func(uint64, []byte) error { n++; return nil })
 		if verr == nil && (rep.Err() == nil) != (err == nil) {
 			t.Fatalf("Verify %+v disagrees with Open %v", rep, err)
@@ -164,7 +164,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		l.Close()
 		var last uint64
-		l2, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10, Logger: newLogger(&logBuf{})}, after,
+		l2, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10, FS: noSyncFS{wal.OS()}, Logger: newLogger(&logBuf{})}, after,
 			func(seq uint64, _ []byte) error { last = seq; return nil })
 		if err != nil {
 			t.Fatalf("reopen after Append: %v", err)
@@ -175,3 +175,23 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// noSyncFS skips fsyncs: the fuzz target is about parsing, and fsyncs would
+// make it a hundred times slower.
+type noSyncFS struct{ wal.FS }
+
+func (noSyncFS) SyncDir(string) error { return nil }
+
+func (f noSyncFS) OpenFile(name string, flag int, perm os.FileMode) (wal.File, error) {
+	file, err := f.FS.OpenFile(name, flag, perm)
+	return noSyncFile{file}, err
+}
+
+func (f noSyncFS) Create(name string) (wal.File, error) {
+	file, err := f.FS.Create(name)
+	return noSyncFile{file}, err
+}
+
+type noSyncFile struct{ wal.File }
+
+func (noSyncFile) Sync(bool) error { return nil }

@@ -45,8 +45,20 @@
 // starts beyond it. Found: a record that had been acknowledged is damaged
 // (the store appends one record per fdatasync, so a later record proves the
 // earlier fdatasync returned), and Open refuses with a CorruptError naming file
-// and offset, unless Options.AllowCorrupt. Not found: a torn tail, whose
-// fdatasync never returned; Open logs it and appends over it.
+// and offset, unless Options.AllowCorrupt (then it logs at error level, zeroes
+// the rest of that segment and removes later ones, so the records beyond can
+// never rejoin the chain). Not found: a torn tail, whose fdatasync never
+// returned; Open logs it and appends over it. A log whose first segment starts
+// after after+1 misses records the store needs, and is refused the same way.
+//
+// # Use
+//
+// Open(opts, lastAppliedSeq, replay) at startup; Append(seq, record) once
+// per group-commit batch, acknowledging the batch when it returns nil;
+// Release(seq) after a bbolt commit holding everything up to seq is durable;
+// RemoveAll after a clean stop folded the log into bbolt; Verify for an
+// offline check. Every segment file is SegmentSize bytes; with Release keeping
+// up, the directory holds the live segments and at most two spares.
 //
 // # Faults
 //
@@ -126,6 +138,7 @@ type Log struct {
 	synced int64 // end of the last record whose Append returned nil
 	broken error // set by a failed write or fdatasync; wraps ErrBroken
 	closed bool
+	shut   atomic.Bool // closed, for Release (which does not take mu)
 	buf    []byte
 	last   atomic.Uint64
 
@@ -491,6 +504,9 @@ func (l *Log) prepareSpare() (string, error) {
 		return fail(err)
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
+		if rerr := l.fs.Remove(final); rerr != nil {
+			l.log.Warn("wal: remove unfinished spare", "file", final, "err", rerr)
+		}
 		return "", fmt.Errorf("prepare segment: sync dir: %w", prepErr(err))
 	}
 	return final, nil
@@ -550,6 +566,9 @@ func (l *Log) background() {
 func (l *Log) Release(upTo uint64) error {
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
+	if l.shut.Load() {
+		return ErrClosed
+	}
 	for len(l.segs) > 1 && l.segs[1].first-1 <= upTo {
 		s := l.segs[0]
 		if err := l.recycle(s.path, s.size); err != nil {
@@ -599,6 +618,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	l.shut.Store(true)
 	close(l.kickCh)
 	l.mu.Unlock()
 	l.bgDone.Wait()

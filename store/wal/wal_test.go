@@ -82,6 +82,9 @@ func TestAppendRefusesWrongSeqAndHugePayload(t *testing.T) {
 	if err := l.Append(12, nil); !errors.Is(err, wal.ErrClosed) {
 		t.Fatalf("Append after Close = %v", err)
 	}
+	if err := l.Release(11); !errors.Is(err, wal.ErrClosed) {
+		t.Fatalf("Release after Close = %v", err)
+	}
 	_, got := mustOpen(t, opts, 10)
 	sameRecs(t, got, []rec{{11, []byte("ok")}})
 }
@@ -115,6 +118,11 @@ func TestRolloverRecyclingBounded(t *testing.T) {
 		}
 		l.WaitIdle()
 		names := files(t, opts.Dir)
+		for _, name := range names { // preallocated, never grown
+			if fi, err := os.Stat(filepath.Join(opts.Dir, name)); err != nil || fi.Size() != opts.SegmentSize {
+				t.Fatalf("%s: %v, %v", name, fi.Size(), err)
+			}
+		}
 		// current + possibly the previous one (holding unreleased records) + 2 spares
 		if len(names) > 4 || countSuffix(names, ".wal") > 2 {
 			t.Fatalf("after %d appends the dir holds %v", i+1, names)
@@ -226,4 +234,64 @@ func segNum(t testing.TB, path string) uint64 {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// Append and Release from different goroutines (the store's log writer and
+// its bbolt committer), with readers of LastSeq and SyncedOffset; run with -race.
+func TestConcurrentAppendRelease(t *testing.T) {
+	t.Parallel()
+	opts := wal.Options{Dir: t.TempDir(), SegmentSize: 4 << 10}
+	l, _ := mustOpen(t, opts, 0)
+	done := make(chan struct{})
+	errc := make(chan error, 2)
+	go func() {
+		defer close(done)
+		rng := rand.New(rand.NewPCG(15, 15))
+		for range 1500 {
+			seq := l.LastSeq() + 1
+			if err := l.Append(seq, payload(rng, seq, 600)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	go func() {
+		for {
+			select {
+			case <-done:
+				errc <- nil
+				return
+			default:
+			}
+			if last := l.LastSeq(); last > 5 {
+				if err := l.Release(last - 5); err != nil {
+					errc <- err
+					return
+				}
+			}
+			l.SyncedOffset()
+		}
+	}()
+	for range 2 {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	last := l.LastSeq()
+	if err := l.Release(1495); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if last != 1500 {
+		t.Fatalf("LastSeq = %d", last)
+	}
+	if n := countSuffix(files(t, opts.Dir), ".wal"); n > 3 {
+		t.Fatalf("%d segments left with Release running", n)
+	}
+	_, got := mustOpen(t, opts, 1495)
+	if len(got) != 5 || got[4].seq != 1500 {
+		t.Fatalf("replayed %s", seqs(got))
+	}
 }
