@@ -359,9 +359,7 @@ func (s *Store) syncBatch(job *batchJob) error {
 	if job.payload == nil {
 		return nil
 	}
-	s.walMu.Lock()
 	err := s.wal.Append(job.w.seq, job.payload)
-	s.walMu.Unlock()
 	if err == nil {
 		return nil
 	}
@@ -395,9 +393,7 @@ func (s *Store) nudgeWriter() {
 // are re-derived from the acknowledged state.
 func (s *Store) resetAfterFailure() {
 	s.msgSeq, s.tokenSeq = seqBlock{}, seqBlock{}
-	s.walMu.Lock()
 	s.lastSeq = s.wal.LastSeq()
-	s.walMu.Unlock()
 	if err := s.rebuildIndexFrom(true); err != nil {
 		s.log.Error("rebuilding mailbox indexes failed; mailbox answers may be wrong until restart", "err", err)
 	}
@@ -509,9 +505,7 @@ func (s *Store) fold() error {
 	s.index.mu.Unlock()
 	if f.seq > 0 {
 		s.crashPoint("log-release")
-		s.walMu.Lock()
-		err = s.wal.Release(f.seq)
-		s.walMu.Unlock()
+		err = s.wal.Release(f.seq) // safe beside a running Append
 		if err != nil {
 			s.log.Warn("write-ahead log: recycling covered segments failed", "dir", s.cfg.LogDir, "err", err)
 		}

@@ -125,8 +125,7 @@ type Store struct {
 	durCond    *sync.Cond
 	durableNum uint64
 	indexEpoch uint64
-	walMu            sync.Mutex // Append (syncer) vs Release (background commit)
-	foldMu           sync.Mutex // one background commit at a time; Check pauses them
+	foldMu     sync.Mutex // one background commit at a time; Check pauses them
 
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
@@ -283,9 +282,10 @@ func (s *Store) Close() error {
 		}
 	}
 	if len(errs) == 0 && s.fatal() == nil {
-		s.walMu.Lock()
 		err := s.wal.RemoveAll()
-		s.walMu.Unlock()
+		if err == nil {
+			err = os.Remove(s.cfg.LogDir)
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove the folded log %s: %w", s.cfg.LogDir, err))
 		}

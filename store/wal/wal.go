@@ -136,11 +136,14 @@ type Log struct {
 	curSeg *segment
 	off    int64 // next record's offset in cur
 	synced int64 // end of the last record whose Append returned nil
-	broken error // set by a failed write or fdatasync; wraps ErrBroken
-	closed bool
-	shut   atomic.Bool // closed, for Release (which does not take mu)
-	buf    []byte
-	last   atomic.Uint64
+	// syncedAt mirrors (curSeg.path, synced) for SyncedOffset, which must
+	// answer while an Append holds mu in its fdatasync.
+	syncedAt atomic.Pointer[syncedPos]
+	broken   error // set by a failed write or fdatasync; wraps ErrBroken
+	closed   bool
+	shut     atomic.Bool // closed, for Release (which does not take mu)
+	buf      []byte
+	last     atomic.Uint64
 
 	// segMu guards the lists of live segments and spares. Lock order: mu, prepMu, segMu.
 	segMu   sync.Mutex
@@ -286,6 +289,7 @@ func (l *Log) adopt(st *scanState, after uint64, zeroTail bool) error {
 			return fmt.Errorf("wal: open segment: %w", err)
 		}
 		l.cur, l.curSeg, l.off, l.synced = f, cs, st.endOff, st.endOff
+		l.syncedAt.Store(&syncedPos{cs.path, l.synced})
 		if zeroTail {
 			// Overwrite everything after the cut: the valid records beyond the
 			// corruption must never rejoin the chain.
@@ -357,6 +361,7 @@ func (l *Log) Append(seq uint64, payload []byte) error {
 	}
 	l.off += size
 	l.synced = l.off
+	l.syncedAt.Store(&syncedPos{l.curSeg.path, l.synced})
 	l.last.Store(seq)
 	if cap(l.buf) > 1<<20 {
 		l.buf = nil // don't pin a huge buffer
@@ -416,6 +421,7 @@ func (l *Log) roll(seq uint64) error {
 	l.segMu.Unlock()
 	l.nextNum++
 	l.cur, l.curSeg, l.off, l.synced = f, s, segHeaderSize, segHeaderSize
+	l.syncedAt.Store(&syncedPos{s.path, l.synced})
 	l.kick()
 	return nil
 }
@@ -602,12 +608,15 @@ func (l *Log) recycle(path string, size int64) error {
 // up to which it is known fsynced: the end of the last record whose Append
 // returned nil. The path is "" before the first segment exists.
 func (l *Log) SyncedOffset() (path string, off int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.curSeg == nil {
-		return "", 0
+	if p := l.syncedAt.Load(); p != nil {
+		return p.path, p.off
 	}
-	return l.curSeg.path, l.synced
+	return "", 0
+}
+
+type syncedPos struct {
+	path string
+	off  int64
 }
 
 // Close stops the log and closes its files, leaving them in place.
