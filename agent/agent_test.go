@@ -9,6 +9,7 @@ import (
 
 	"populi-db/agent"
 	"populi-db/api"
+	"populi-db/client"
 	"populi-db/internal/clock"
 	"populi-db/probe"
 	"populi-db/wire"
@@ -116,6 +117,17 @@ func runAgent(t *testing.T, cfg agent.Config) *runningAgent {
 	return r
 }
 
+// newClient is the typed client with one bearer ("" = none) and no
+// retries of its own: the agent does the backing off.
+func newClient(t *testing.T, url, token string) *client.Client {
+	t.Helper()
+	c, err := client.New(url, client.WithBearer(token), client.WithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func builder(id string, n probe.NVML) *agent.Builder {
 	return &agent.Builder{NodeID: id, Version: "test", NVML: n, Getenv: func(string) string { return "" }}
 }
@@ -131,7 +143,7 @@ func TestJoinHeartbeatRefreshLeave(t *testing.T) {
 	ev := newEvents()
 	b := builder("gpu-node", nv) // ProbeTTL 0: probe on every rebuild
 	r := runAgent(t, agent.Config{
-		CP: agent.NewHTTPControlPlane(srv.URL, ""), Builder: b, Interval: 50 * time.Millisecond, Observe: ev.observe,
+		CP: newClient(t, srv.URL, ""), Builder: b, Interval: 50 * time.Millisecond, Observe: ev.observe,
 	})
 	eventually(t, 10*time.Second, "join", func() bool { return srv.node("gpu-node") != nil })
 	n := srv.node("gpu-node")
@@ -167,7 +179,7 @@ func TestRecoversAfterRestartAndNodeLoss(t *testing.T) {
 	srv := startServer(t, nil, api.Config{}, 0)
 	ev := newEvents()
 	runAgent(t, agent.Config{
-		CP: agent.NewHTTPControlPlane(srv.URL, ""), Builder: builder("n-restart", nil), Interval: interval,
+		CP: newClient(t, srv.URL, ""), Builder: builder("n-restart", nil), Interval: interval,
 		Backoff: agent.Backoff{Rand: func() float64 { return 0.5 }}, Observe: ev.observe,
 	})
 	eventually(t, 10*time.Second, "first heartbeat", func() bool { return ev.count(agent.EvHeartbeat, false) >= 1 })
@@ -247,7 +259,7 @@ func TestBackoffSchedule(t *testing.T) {
 	var i atomic.Int32
 	rnd := func() float64 { return draws[int(i.Add(1)-1)%len(draws)] }
 	token := "tok"
-	cp := &swapCP{cp: agent.NewHTTPControlPlane(srv.URL, token)}
+	cp := &swapCP{cp: newClient(t, srv.URL, token)}
 	runAgent(t, agent.Config{
 		CP: cp, Builder: builder("n-backoff", nil), Interval: interval, Clock: clk, Observe: ev.observe,
 		Backoff: agent.Backoff{Cap: 60 * time.Second, Rand: rnd},
@@ -294,7 +306,7 @@ func TestBackoffSchedule(t *testing.T) {
 		t.Fatalf("after success waited %v, want the interval", d)
 	}
 	// 401 (wrong token): warn and keep the normal interval, no backoff.
-	cp.swap(agent.NewHTTPControlPlane(srv.URL, "wrong"))
+	cp.swap(newClient(t, srv.URL, "wrong"))
 	for range 2 {
 		s.fire(d)
 		if d = s.armed(); d != interval {
@@ -336,8 +348,8 @@ func (s *swapCP) Leave(ctx context.Context, id string) (bool, error) { return s.
 func (s *swapCP) Claim(ctx context.Context, rc, cl string, w time.Duration) (*wire.StoredMessage, error) {
 	return s.get().Claim(ctx, rc, cl, w)
 }
-func (s *swapCP) Ack(ctx context.Context, rc string, id uint64, tok *uint64) (bool, error) {
-	return s.get().Ack(ctx, rc, id, tok)
+func (s *swapCP) Ack(ctx context.Context, r wire.AckRequest) (bool, error) {
+	return s.get().Ack(ctx, r)
 }
 func (s *swapCP) Nack(ctx context.Context, r wire.NackRequest) error { return s.get().Nack(ctx, r) }
 func (s *swapCP) RenewLease(ctx context.Context, r wire.LeaseRenewRequest) error {

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"time"
 
+	"populi-db/client"
 	"populi-db/wire"
 )
 
-// ControlPlane is the slice of the HTTP API the agent calls. Errors for a
-// non-2xx answer must expose the status through a StatusCode() int method
-// (as client.HTTPStatusError does); any other error counts as a transport
-// failure.
+// ControlPlane is the slice of the HTTP API the agent calls; *client.Client
+// implements it. Errors for a non-2xx answer must expose the status through
+// a StatusCode() int method (as client.HTTPStatusError does); any other
+// error counts as a transport failure.
 type ControlPlane interface {
 	Join(ctx context.Context, rec wire.NodeRecord) (wire.NodeRecord, error)
 	Heartbeat(ctx context.Context, rec wire.NodeRecord) (wire.NodeRecord, error)
@@ -20,7 +21,7 @@ type ControlPlane interface {
 	// Claim long-polls for up to wait; nil without error when nothing came.
 	Claim(ctx context.Context, receiver, claimer string, wait time.Duration) (*wire.StoredMessage, error)
 	// Ack reports whether the row was found (204 vs 404).
-	Ack(ctx context.Context, receiver string, id uint64, leaseToken *uint64) (bool, error)
+	Ack(ctx context.Context, req wire.AckRequest) (bool, error)
 	Nack(ctx context.Context, req wire.NackRequest) error
 	RenewLease(ctx context.Context, req wire.LeaseRenewRequest) error
 }
@@ -46,3 +47,8 @@ func Retryable(err error) bool {
 	s := StatusOf(err)
 	return s == 0 || s == 408 || s == 429 || s >= 500
 }
+
+var (
+	_ ControlPlane = (*client.Client)(nil)
+	_ Exchanger    = (*client.Client)(nil)
+)

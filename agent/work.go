@@ -238,7 +238,7 @@ func (a *Agent) renew(m *wire.StoredMessage, node string) error {
 func (a *Agent) ack(m *wire.StoredMessage, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
 	defer cancel()
-	found, err := a.cfg.CP.Ack(ctx, m.ReceiverAgentID, m.ID, m.LeaseToken)
+	found, err := a.cfg.CP.Ack(ctx, wire.AckRequest{ReceiverAgentID: m.ReceiverAgentID, MessageID: m.ID, LeaseToken: m.LeaseToken})
 	if StatusOf(err) == 409 {
 		a.observe(Event{Kind: EvLeaseLost, MessageID: m.ID, Err: err})
 		log.Warn("not acked: the lease changed hands while the command ran", "err", err)
