@@ -96,6 +96,9 @@ func (a *Agent) workLoop(ctx context.Context) {
 		m, err := a.cfg.CP.Claim(cctx, w.Receiver, node, w.ClaimWait)
 		cancel()
 		if ctx.Err() != nil {
+			if m != nil { // claimed as the shutdown began: give it back
+				a.nack(m, node, 0, a.log.With("message_id", m.ID))
+			}
 			return
 		}
 		a.observe(Event{Kind: EvClaim, Err: err, Status: StatusOf(err)})
