@@ -27,6 +27,8 @@ func App() *ucli.App {
 			tokenCommand(),
 			checkCommand(),
 			benchCommand(),
+			probeCommand(),
+			agentCommand(),
 		},
 		HideVersion:          true,
 		EnableBashCompletion: false,
