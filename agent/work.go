@@ -73,6 +73,9 @@ func (w *WorkConfig) defaults() {
 	if w.NackBackoff.Cap <= 0 {
 		w.NackBackoff.Cap = NackBackoffCap
 	}
+	if w.NackBackoff.Floor <= 0 {
+		w.NackBackoff.Floor = w.NackBackoff.Base / 4
+	}
 	if w.KillGrace <= 0 {
 		w.KillGrace = KillGraceDefault
 	}
