@@ -32,6 +32,9 @@ const (
 	// failed job, by its delivery count.
 	NackBackoffBase = 5 * time.Second
 	NackBackoffCap  = 5 * time.Minute
+	// emptyClaimMin: an empty claim answered faster than this is followed
+	// by a pause of ClaimBackoff.Floor.
+	emptyClaimMin = 100 * time.Millisecond
 )
 
 // WorkConfig turns the agent into a worker for one A2A receiver: claim a
@@ -95,6 +98,7 @@ func (a *Agent) workLoop(ctx context.Context) {
 	a.log.Info("work loop started", "receiver", w.Receiver, "node_id", node)
 	failures := 0
 	for ctx.Err() == nil {
+		started := a.clk.Now()
 		cctx, cancel := context.WithTimeout(ctx, w.ClaimWait+a.cfg.Timeout)
 		m, err := a.cfg.CP.Claim(cctx, w.Receiver, node, w.ClaimWait)
 		cancel()
@@ -117,6 +121,12 @@ func (a *Agent) workLoop(ctx context.Context) {
 		failures = 0
 		if m != nil {
 			a.runJob(ctx, &w, m)
+			continue
+		}
+		// An empty answer that came back at once (a draining server, a
+		// server without long-poll) must not become a polling loop.
+		if a.clk.Now().Sub(started) < emptyClaimMin && !a.sleep(ctx, w.ClaimBackoff.Floor, EvClaimWait) {
+			return
 		}
 	}
 }

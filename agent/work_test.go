@@ -1,10 +1,12 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -229,5 +231,50 @@ func TestWorkShutdownGivesRowBack(t *testing.T) {
 	}
 	if s.srv.node("w1") != nil || s.ev.count(agent.EvNack, false) != 1 {
 		t.Fatalf("node still registered or no nack (nacks %d)", s.ev.count(agent.EvNack, false))
+	}
+}
+
+// emptyCP answers every claim at once with nothing (a draining server).
+type emptyCP struct {
+	agent.ControlPlane // nil: other calls are not expected
+	claims             atomic.Int32
+}
+
+func (e *emptyCP) Join(_ context.Context, r wire.NodeRecord) (wire.NodeRecord, error) { return r, nil }
+func (e *emptyCP) Leave(context.Context, string) (bool, error)                        { return true, nil }
+func (e *emptyCP) Claim(context.Context, string, string, time.Duration) (*wire.StoredMessage, error) {
+	e.claims.Add(1)
+	return nil, nil
+}
+
+// Empty claims that come back at once are paced, not a polling loop.
+func TestWorkPacesInstantEmptyClaims(t *testing.T) {
+	t.Parallel()
+	clk := clock.NewFake(serverT0)
+	ev := newEvents()
+	cp := &emptyCP{}
+	runAgent(t, agent.Config{CP: cp, Builder: builder("w-empty", nil), Interval: 0, Clock: clk, Observe: ev.observe,
+		Work: &agent.WorkConfig{Receiver: "7", Command: "true"}})
+	for i := 1; i <= 3; i++ {
+		e := nextEvent(t, ev, agent.EvClaimWait)
+		if e.Delay != 250*time.Millisecond || cp.claims.Load() != int32(i) {
+			t.Fatalf("pause %d: %v after %d claims", i, e.Delay, cp.claims.Load())
+		}
+		clk.Advance(e.Delay)
+	}
+}
+
+// nextEvent waits (bounded) for the next event of kind.
+func nextEvent(t *testing.T, ev *events, kind string) agent.Event {
+	t.Helper()
+	for {
+		select {
+		case e := <-ev.ch:
+			if e.Kind == kind {
+				return e
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no %s event", kind)
+		}
 	}
 }
