@@ -172,7 +172,7 @@ func (a *Agent) join(ctx context.Context) bool {
 	failures := 0
 	for {
 		rec := a.cfg.Builder.Build()
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+		cctx, cancel := a.callContext(ctx)
 		_, err := a.cfg.CP.Join(cctx, rec)
 		cancel()
 		a.observe(Event{Kind: EvJoin, Err: err, Status: StatusOf(err)})
@@ -188,6 +188,14 @@ func (a *Agent) join(ctx context.Context) bool {
 			return false
 		}
 	}
+}
+
+// callContext bounds one join or heartbeat by Timeout but does not end it
+// when ctx ends: a heartbeat cancelled on the client can still be applied
+// by the server after the leave that follows, re-registering the node. A
+// shutdown therefore waits for the call in flight (at most Timeout).
+func (a *Agent) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), a.cfg.Timeout)
 }
 
 // failureDelay classifies a failed call and returns the wait before the
@@ -220,7 +228,7 @@ func (a *Agent) heartbeatLoop(ctx context.Context) {
 	d := a.cfg.Interval
 	for a.sleep(ctx, d, EvWait) {
 		rec := a.build()
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.Timeout)
+		cctx, cancel := a.callContext(ctx)
 		_, err := a.cfg.CP.Heartbeat(cctx, rec)
 		cancel()
 		if ctx.Err() != nil {

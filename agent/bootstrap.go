@@ -50,8 +50,13 @@ func ResolveCredentials(ctx context.Context, env Env, st *State, ex Exchanger, b
 	if clk == nil {
 		clk = clock.Real{}
 	}
+	if env.Timeout <= 0 {
+		env.Timeout = HTTPTimeoutDefault
+	}
 	for failures := 0; ; {
-		cctx, cancel := context.WithTimeout(ctx, env.Timeout)
+		// Not cancelled by ctx: a token the server consumed must be saved,
+		// or it is lost for good.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), env.Timeout)
 		resp, err := ex.BootstrapExchange(cctx, env.BootstrapToken)
 		cancel()
 		if err == nil {

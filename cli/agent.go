@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -70,7 +69,6 @@ Environment:
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "control-url", Usage: "control plane URL (overrides $" + agent.EnvControlURL + ")"},
 			&ucli.StringFlag{Name: "state-dir", DefaultText: "$" + agent.EnvStateDir + ", else " + agent.StateDirDefault, Usage: "agent state directory"},
-			&ucli.StringFlag{Name: "bootstrap-token", Usage: "one-time bootstrap token (prefer $" + agent.EnvBootstrapToken + ": flags show up in ps)"},
 			&ucli.StringFlag{Name: "listen-addr", Usage: "listen_addr to advertise in the record"},
 			&ucli.DurationFlag{Name: "probe-ttl", Value: agent.ProbeTTLDefault, Usage: "reuse a GPU probe this long between heartbeats"},
 			&ucli.StringFlag{Name: "claim", Usage: "A2A receiver agent id to take work for (needs --exec)"},
@@ -82,30 +80,29 @@ Environment:
 		},
 		Action: func(c *ucli.Context) error {
 			return runAgentCommand(c.Context, agentOptions{
-				ControlURL:     c.String("control-url"),
-				StateDir:       c.String("state-dir"),
-				BootstrapToken: c.String("bootstrap-token"),
-				ListenAddr:     c.String("listen-addr"),
-				ProbeTTL:       c.Duration("probe-ttl"),
-				Claim:          c.String("claim"),
-				Exec:           c.String("exec"),
-				ClaimWait:      c.Duration("claim-wait"),
-				RenewEvery:     c.Duration("renew-every"),
-				KillGrace:      c.Duration("kill-grace"),
-				LogLevel:       c.String("log-level"),
-				Stdout:         c.App.Writer,
-				Stderr:         c.App.ErrWriter,
-				Lookup:         osLookup(),
+				ControlURL: c.String("control-url"),
+				StateDir:   c.String("state-dir"),
+				ListenAddr: c.String("listen-addr"),
+				ProbeTTL:   c.Duration("probe-ttl"),
+				Claim:      c.String("claim"),
+				Exec:       c.String("exec"),
+				ClaimWait:  c.Duration("claim-wait"),
+				RenewEvery: c.Duration("renew-every"),
+				KillGrace:  c.Duration("kill-grace"),
+				LogLevel:   c.String("log-level"),
+				Stdout:     c.App.Writer,
+				Stderr:     c.App.ErrWriter,
+				Lookup:     osLookup(),
 			})
 		},
 	}
 }
 
 type agentOptions struct {
-	ControlURL, StateDir, BootstrapToken, ListenAddr, Claim, Exec, LogLevel string
-	ProbeTTL, ClaimWait, RenewEvery, KillGrace                              time.Duration
-	Stdout, Stderr                                                          io.Writer
-	Lookup                                                                  LookupFunc
+	ControlURL, StateDir, ListenAddr, Claim, Exec, LogLevel string
+	ProbeTTL, ClaimWait, RenewEvery, KillGrace              time.Duration
+	Stdout, Stderr                                          io.Writer
+	Lookup                                                  LookupFunc
 }
 
 func getenvOf(lookup LookupFunc) func(string) string {
@@ -157,29 +154,26 @@ func runAgentCommand(ctx context.Context, o agentOptions) error {
 	}
 	level, err := parseLevel(o.LogLevel)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
 	getenv := getenvOf(o.Lookup)
 	env := agent.ParseEnv(getenv)
 	if strings.TrimSpace(o.ControlURL) != "" {
 		if env.ControlURL = agent.NormalizeControlURL(o.ControlURL); env.ControlURL == "" {
-			return fmt.Errorf("invalid or bind-all control URL: %s (pass a reachable --control-url such as http://127.0.0.1:9847)", o.ControlURL)
+			return usagef("invalid or bind-all control URL: %s (pass a reachable --control-url such as http://127.0.0.1:9847)", o.ControlURL)
 		}
 	}
-	if o.BootstrapToken != "" {
-		env.BootstrapToken = strings.TrimSpace(o.BootstrapToken)
-	}
 	if (o.Claim == "") != (o.Exec == "") {
-		return errors.New("--claim and --exec go together (e.g. --claim 7 --exec ./handle-job.sh)")
+		return usagef("--claim and --exec go together (e.g. --claim 7 --exec ./handle-job.sh)")
 	}
 	switch {
 	case !env.JoinEnabled && !env.PublishRegistry:
-		return fmt.Errorf("nothing to do: %s is off and %s is not set", agent.EnvHTTPJoin, agent.EnvEnabled)
+		return usagef("nothing to do: %s is off and %s is not set", agent.EnvHTTPJoin, agent.EnvEnabled)
 	case !env.JoinEnabled && o.Claim != "":
-		return fmt.Errorf("--claim needs the control plane, but %s is off", agent.EnvHTTPJoin)
+		return usagef("--claim needs the control plane, but %s is off", agent.EnvHTTPJoin)
 	case env.JoinEnabled && env.ControlURL == "":
-		return fmt.Errorf("no control plane URL: pass --control-url or set %s (or %s)", agent.EnvControlURL, agent.EnvControlAddr)
+		return usagef("no control plane URL: pass --control-url or set %s (or %s)", agent.EnvControlURL, agent.EnvControlAddr)
 	}
 	for _, w := range env.Warnings {
 		log.Warn(w)

@@ -22,9 +22,9 @@ type agentProc struct {
 
 func startAgent(t *testing.T, env map[string]string, args ...string) *agentProc {
 	t.Helper()
-	needBinary(t)
+	bin := needBinary(t)
 	p := &agentProc{t: t, stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binPath, append([]string{"agent"}, args...)...)
+	p.cmd = exec.Command(bin, append([]string{"agent"}, args...)...)
 	p.cmd.Env = childEnv(t, env)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
@@ -105,7 +105,7 @@ func TestAgentCommandJoinLeaveStableIDBootstrap(t *testing.T) {
 	}
 	a.term()
 	if listNodeIDs(t, srv.URL, "mesh-tok")[id] {
-		t.Fatal("node still listed after SIGTERM")
+		t.Fatalf("node still listed after SIGTERM; agent stderr:\n%s", a.stderr)
 	}
 	if !strings.Contains(a.stderr.String(), "left") {
 		t.Errorf("no leave in the log:\n%s", a.stderr)
@@ -157,8 +157,8 @@ func TestAgentCommandUsageErrors(t *testing.T) {
 		{nil, map[string]string{"VOX_MESH_HTTP_JOIN": "0"}, "nothing to do"},
 	} {
 		code, out := runBinary(t, c.env, 20*time.Second, append([]string{"agent"}, c.args...)...)
-		if code != 1 || !strings.Contains(out, c.want) {
-			t.Errorf("agent %v: exit %d, want 1 and %q:\n%s", c.args, code, c.want, out)
+		if code != ExitUsage || !strings.Contains(out, c.want) {
+			t.Errorf("agent %v: exit %d, want %d and %q:\n%s", c.args, code, ExitUsage, c.want, out)
 		}
 	}
 }

@@ -31,7 +31,7 @@ func probeCommand() *ucli.Command {
 		Action: func(c *ucli.Context) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
-				return err
+				return &usageError{err}
 			}
 			getenv := getenvOf(osLookup())
 			env := agent.ParseEnv(getenv)
@@ -98,13 +98,6 @@ func writeProbe(w io.Writer, rec wire.NodeRecord, d probe.Diagnostics, warns []s
 			fmtOpt(dv.TemperatureC, "%d C"), fmtOpt(dv.PowerW, "%.1f W"), orDash(strings.Join(dv.Errors, "; ")))
 	}
 	return tw.Flush()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func fmtOpt[T any](p *T, format string) string {

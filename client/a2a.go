@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -15,6 +16,9 @@ func (c *Client) Deliver(ctx context.Context, req wire.DeliverRequest) (uint64, 
 	var out wire.DeliverResponse
 	_, err := c.do(ctx, call{name: "a2a_deliver", method: http.MethodPost, path: "/v1/populi/a2a/deliver", class: ClassDeliver,
 		in: req, out: &out, unsafeRetry: req.IdempotencyKey == nil || *req.IdempotencyKey == ""})
+	if err == nil && !out.Accepted {
+		return 0, fmt.Errorf("populi decode (a2a_deliver): answer without accepted=true")
+	}
 	return out.MessageID, err
 }
 
