@@ -355,3 +355,38 @@ func (s *swapCP) Nack(ctx context.Context, r wire.NackRequest) error { return s.
 func (s *swapCP) RenewLease(ctx context.Context, r wire.LeaseRenewRequest) error {
 	return s.get().RenewLease(ctx, r)
 }
+
+// A shutdown during a heartbeat waits for its answer before leaving: a
+// heartbeat abandoned by the client could be applied by the server after
+// the leave and register the node again.
+func TestShutdownDuringHeartbeatStillLeaves(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, nil, api.Config{}, 0)
+	arrived, release := make(chan struct{}, 1), make(chan struct{})
+	srv.setHold(func(path string) {
+		if path == "/v1/populi/heartbeat" {
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+	})
+	r := runAgent(t, agent.Config{CP: newClient(t, srv.URL, ""), Builder: builder("n-inflight", nil), Interval: 20 * time.Millisecond})
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no heartbeat")
+	}
+	r.cancel()
+	// Give a leave that does not wait for the heartbeat time to overtake it.
+	time.Sleep(200 * time.Millisecond)
+	if n := srv.requests("/v1/populi/leave"); n != 0 {
+		t.Errorf("left while a heartbeat was in flight (%d leaves)", n)
+	}
+	close(release)
+	r.stop(t)
+	if srv.node("n-inflight") != nil {
+		t.Fatal("node registered after the agent left")
+	}
+}

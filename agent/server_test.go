@@ -35,6 +35,7 @@ type testServer struct {
 	hs    *http.Server
 	done  chan struct{}
 	count map[string]int // requests per path
+	hold  func(path string) // called before each request is served
 }
 
 // startServer serves a fresh db; clk nil means the wall clock.
@@ -70,7 +71,11 @@ func (s *testServer) serve(ln net.Listener) {
 	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.count[r.URL.Path]++
+		hold := s.hold
 		s.mu.Unlock()
+		if hold != nil {
+			hold(r.URL.Path)
+		}
 		h.ServeHTTP(w, r)
 	})}
 	done := make(chan struct{})
@@ -112,6 +117,12 @@ func (s *testServer) Restart() {
 		s.t.Fatalf("relisten on %s: %v", s.addr, err)
 	}
 	s.serve(ln)
+}
+
+func (s *testServer) setHold(f func(path string)) {
+	s.mu.Lock()
+	s.hold = f
+	s.mu.Unlock()
 }
 
 func (s *testServer) requests(path string) int {
