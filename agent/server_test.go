@@ -34,7 +34,7 @@ type testServer struct {
 	srv   *api.Server
 	hs    *http.Server
 	done  chan struct{}
-	count map[string]int // requests per path
+	count map[string]int    // requests per path
 	hold  func(path string) // called before each request is served
 }
 
