@@ -36,6 +36,7 @@ type testServer struct {
 	done  chan struct{}
 	count map[string]int    // requests per path
 	hold  func(path string) // called before each request is served
+	fail  map[string]int    // answer this many requests per path with 503
 }
 
 // startServer serves a fresh db; clk nil means the wall clock.
@@ -72,7 +73,15 @@ func (s *testServer) serve(ln net.Listener) {
 		s.mu.Lock()
 		s.count[r.URL.Path]++
 		hold := s.hold
+		failing := s.fail[r.URL.Path] > 0
+		if failing {
+			s.fail[r.URL.Path]--
+		}
 		s.mu.Unlock()
+		if failing {
+			http.Error(w, "injected failure", http.StatusServiceUnavailable)
+			return
+		}
 		if hold != nil {
 			hold(r.URL.Path)
 		}
@@ -117,6 +126,16 @@ func (s *testServer) Restart() {
 		s.t.Fatalf("relisten on %s: %v", s.addr, err)
 	}
 	s.serve(ln)
+}
+
+// failNext answers the next n requests to path with 503.
+func (s *testServer) failNext(path string, n int) {
+	s.mu.Lock()
+	if s.fail == nil {
+		s.fail = map[string]int{}
+	}
+	s.fail[path] = n
+	s.mu.Unlock()
 }
 
 func (s *testServer) setHold(f func(path string)) {

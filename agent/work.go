@@ -251,10 +251,33 @@ func (a *Agent) renew(m *wire.StoredMessage, node string) error {
 	return err
 }
 
+// settleAttempts bounds the tries of an ack or nack that failed in transit
+// (transport error, 429, 5xx); both are safe to repeat.
+const settleAttempts = 3
+
+// settle calls f up to settleAttempts times while it fails retryably,
+// pausing settleBackoff in between (on the agent's clock).
+func (a *Agent) settle(f func(ctx context.Context) error) error {
+	var err error
+	for n := 1; ; n++ {
+		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
+		err = f(ctx)
+		cancel()
+		if err == nil || !Retryable(err) || n == settleAttempts {
+			return err
+		}
+		<-a.clk.After(settleBackoff.Delay(n))
+	}
+}
+
+var settleBackoff = Backoff{Base: 500 * time.Millisecond, Cap: 2 * time.Second, Floor: 100 * time.Millisecond}
+
 func (a *Agent) ack(m *wire.StoredMessage, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
-	defer cancel()
-	found, err := a.cfg.CP.Ack(ctx, wire.AckRequest{ReceiverAgentID: m.ReceiverAgentID, MessageID: m.ID, LeaseToken: m.LeaseToken})
+	var found bool
+	err := a.settle(func(ctx context.Context) (err error) {
+		found, err = a.cfg.CP.Ack(ctx, wire.AckRequest{ReceiverAgentID: m.ReceiverAgentID, MessageID: m.ID, LeaseToken: m.LeaseToken})
+		return err
+	})
 	if StatusOf(err) == 409 {
 		a.observe(Event{Kind: EvLeaseLost, MessageID: m.ID, Err: err})
 		log.Warn("not acked: the lease changed hands while the command ran", "err", err)
@@ -272,12 +295,12 @@ func (a *Agent) ack(m *wire.StoredMessage, log *slog.Logger) {
 }
 
 func (a *Agent) nack(m *wire.StoredMessage, node string, retryAfter time.Duration, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.Timeout)
-	defer cancel()
 	ms := uint64(retryAfter / time.Millisecond)
-	err := a.cfg.CP.Nack(ctx, wire.NackRequest{
-		ReceiverAgentID: m.ReceiverAgentID, MessageID: m.ID, ClaimerNodeID: node,
-		LeaseToken: m.LeaseToken, RetryAfterMs: &ms,
+	err := a.settle(func(ctx context.Context) error {
+		return a.cfg.CP.Nack(ctx, wire.NackRequest{
+			ReceiverAgentID: m.ReceiverAgentID, MessageID: m.ID, ClaimerNodeID: node,
+			LeaseToken: m.LeaseToken, RetryAfterMs: &ms,
+		})
 	})
 	a.observe(Event{Kind: EvNack, MessageID: m.ID, Err: err, Status: StatusOf(err)})
 	if err != nil {

@@ -109,6 +109,17 @@ func TestWorkAcksOnSuccess(t *testing.T) {
 	if s.ev.count(agent.EvNack, false)+s.ev.count(agent.EvLeaseLost, false) != 0 {
 		t.Error("unexpected nack or lease loss")
 	}
+
+	// An ack that fails in transit (503) is retried.
+	s.srv.failNext("/v1/populi/a2a/ack", 2)
+	id2 := s.srv.deliver(workReceiver, "second")
+	eventually(t, 10*time.Second, "second ack", func() bool { return s.ev.count(agent.EvAck, false) == 2 })
+	if m := s.srv.message(workReceiver, id2); m != nil {
+		t.Fatalf("second row still unacked: %+v", m)
+	}
+	if n := s.srv.requests("/v1/populi/a2a/ack"); n != 4 {
+		t.Errorf("%d ack requests, want 1 + 2 failed + 1", n)
+	}
 }
 
 // A failing command: the row is nacked (not acked) with the backoff's
