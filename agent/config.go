@@ -7,11 +7,11 @@ package agent
 
 import (
 	"encoding/json"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"populi-db/client"
 	"populi-db/probe"
 	"populi-db/wire"
 )
@@ -20,8 +20,8 @@ import (
 const (
 	EnvEnabled           = "VOX_MESH_ENABLED"
 	EnvNodeID            = "VOX_MESH_NODE_ID"
-	EnvControlURL        = "VOX_ORCHESTRATOR_MESH_CONTROL_URL"
-	EnvControlAddr       = "VOX_MESH_CONTROL_ADDR"
+	EnvControlURL        = client.EnvControlURL
+	EnvControlAddr       = client.EnvControlAddr
 	EnvHTTPJoin          = "VOX_MESH_HTTP_JOIN"
 	EnvHeartbeatSecs     = "VOX_MESH_HTTP_HEARTBEAT_SECS"
 	EnvHTTPTimeoutMs     = "VOX_ORCHESTRATOR_MESH_HTTP_TIMEOUT_MS"
@@ -29,9 +29,9 @@ const (
 	EnvVisibility        = "VOX_MESH_VISIBILITY"
 	EnvDonationPolicy    = "VOX_MESH_DONATION_POLICY_JSON"
 	EnvRegistryPath      = "VOX_MESH_REGISTRY_PATH"
-	EnvWorkerToken       = "VOX_MESH_WORKER_TOKEN"
-	EnvMeshToken         = "VOX_MESH_TOKEN"
-	EnvAdminToken        = "VOX_MESH_ADMIN_TOKEN"
+	EnvWorkerToken       = client.EnvWorkerToken
+	EnvMeshToken         = client.EnvMeshToken
+	EnvAdminToken        = client.EnvAdminToken
 	EnvBootstrapToken    = "VOX_MESH_BOOTSTRAP_TOKEN"
 	EnvStateDir          = "VOX_MESH_AGENT_STATE_DIR"
 	EnvReadinessProbeOff = "VOX_MESH_GPU_READINESS_PROBE_OFF"
@@ -130,28 +130,15 @@ func ParseEnv(getenv func(string) string) Env {
 	return e
 }
 
-// NormalizeControlURL applies SPEC 15.5: trim; add http:// when there is no
-// scheme; drop trailing slashes; a bind-all host (0.0.0.0, ::) or an
-// unparsable value gives "".
+// NormalizeControlURL applies SPEC 15.5 (client.NormalizeControlURL):
+// trim; add http:// when there is no scheme; drop trailing slashes; a blank
+// value or a bind-all host (0.0.0.0, ::) gives "".
 func NormalizeControlURL(raw string) string {
-	s := strings.TrimSpace(raw)
-	if s == "" {
+	u, ok := client.NormalizeControlURL(raw)
+	if !ok {
 		return ""
 	}
-	l := strings.ToLower(s)
-	if !strings.HasPrefix(l, "http://") && !strings.HasPrefix(l, "https://") {
-		s = "http://" + s
-	}
-	s = strings.TrimRight(s, "/")
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	switch u.Hostname() {
-	case "0.0.0.0", "::", "":
-		return ""
-	}
-	return s
+	return u
 }
 
 // RecordEnv is the part of the environment that goes into the NodeRecord
