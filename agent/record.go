@@ -32,10 +32,14 @@ type Builder struct {
 	// MemInfoPath is the meminfo file for memory_free_bytes; "" means
 	// /proc/meminfo (absent elsewhere).
 	MemInfoPath string
+	// StatPath is the kernel stat file for cpu_usage_pct; "" means
+	// /proc/stat (absent elsewhere).
+	StatPath string
 
 	mu       sync.Mutex
 	gpu      *wire.NodeRecord // the last probe's fields
 	probedAt time.Time
+	cpu      cpuSample // the previous build's CPU counters
 }
 
 // Build returns a fresh record. The GPU fields come from a probe no older
@@ -69,6 +73,9 @@ func (b *Builder) Build() wire.NodeRecord {
 	}
 	if m, ok := memAvailable(b.MemInfoPath); ok {
 		rec.MemoryFreeBytes = ptr(m)
+	}
+	if pct, ok := b.cpuUsage(); ok {
+		rec.CPUUsagePct = ptr(pct)
 	}
 	b.copyGPU(&rec, now)
 	return rec
@@ -121,6 +128,61 @@ func memAvailable(path string) (uint64, bool) {
 		return kb * 1024, true
 	}
 	return 0, false
+}
+
+// cpuSample is the aggregate "cpu" line of /proc/stat: busy and total
+// jiffies.
+type cpuSample struct {
+	busy, total uint64
+	ok          bool
+}
+
+// cpuUsage is the CPU load in percent since the previous build (absent on
+// the first build and where /proc/stat is missing).
+func (b *Builder) cpuUsage() (float32, bool) {
+	cur := readCPUSample(b.StatPath)
+	b.mu.Lock()
+	prev := b.cpu
+	b.cpu = cur
+	b.mu.Unlock()
+	if !cur.ok || !prev.ok || cur.total <= prev.total || cur.busy < prev.busy {
+		return 0, false
+	}
+	pct := 100 * float64(cur.busy-prev.busy) / float64(cur.total-prev.total)
+	return float32(min(max(pct, 0), 100)), true
+}
+
+func readCPUSample(path string) cpuSample {
+	if path == "" {
+		path = "/proc/stat"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return cpuSample{}
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return cpuSample{}
+	}
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return cpuSample{}
+	}
+	var s cpuSample
+	// user nice system idle iowait irq softirq steal (guest is counted in user)
+	for i, v := range fields[1:min(len(fields), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuSample{}
+		}
+		s.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += n
+		}
+	}
+	s.ok = s.total > 0
+	return s
 }
 
 func ptr[T any](v T) *T { return &v }

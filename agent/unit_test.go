@@ -231,6 +231,9 @@ func TestBuilder(t *testing.T) {
 		r.MemoryFreeBytes == nil || *r.MemoryFreeBytes != 2048*1024 {
 		t.Fatalf("record = %+v", r)
 	}
+	if r.CPUUsagePct != nil {
+		t.Errorf("cpu_usage_pct on the first build: %v", *r.CPUUsagePct)
+	}
 	if r.GPUTotalCount == nil || *r.GPUTotalCount != 1 || *r.Capabilities.MinVRAMMB != 81920 || wire.Str(r.CUDADriverVersion) != "12.4" {
 		t.Fatalf("gpu fields = %+v", r)
 	}
@@ -252,5 +255,31 @@ func TestBuilder(t *testing.T) {
 	if r.GPUTotalCount != nil || r.GPUInventorySource != nil || r.ProbeFailures == nil || (*r.ProbeFailures)[0] != "nvml" ||
 		wire.Str(r.GPUReadinessReason) != "nvml_unavailable" || r.MemoryFreeBytes != nil {
 		t.Fatalf("unavailable record = %+v", r)
+	}
+}
+
+func TestBuilderCPUUsage(t *testing.T) {
+	stat := filepath.Join(t.TempDir(), "stat")
+	write := func(line string) {
+		if err := os.WriteFile(stat, []byte(line+"\ncpu0 1 2 3 4\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &Builder{NodeID: "n", StatPath: stat, MemInfoPath: filepath.Join(t.TempDir(), "none"), Getenv: envMap(nil)}
+	write("cpu  100 0 100 700 100 0 0 0 0 0") // busy 200 of 1000
+	if r := b.Build(); r.CPUUsagePct != nil {
+		t.Fatalf("first build: %v", *r.CPUUsagePct)
+	}
+	write("cpu  250 0 150 1000 200 0 0 0 0 0") // +200 busy of +600
+	r := b.Build()
+	if r.CPUUsagePct == nil || *r.CPUUsagePct < 33.3 || *r.CPUUsagePct > 33.4 {
+		t.Fatalf("cpu_usage_pct = %v, want 33.3", r.CPUUsagePct)
+	}
+	if r := b.Build(); r.CPUUsagePct != nil { // no time passed: no figure
+		t.Fatalf("unchanged counters: %v", *r.CPUUsagePct)
+	}
+	write("garbage")
+	if r := b.Build(); r.CPUUsagePct != nil {
+		t.Fatalf("unreadable stat: %v", *r.CPUUsagePct)
 	}
 }
