@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -109,14 +108,8 @@ func getenvOf(lookup LookupFunc) func(string) string {
 	return func(k string) string { v, _ := lookup(k); return v }
 }
 
-// agentVersion is the record's version: the module version when built from
-// a tagged module, else "populi-db (devel)".
-func agentVersion() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return "populi-db " + bi.Main.Version
-	}
-	return "populi-db (devel)"
-}
+// agentVersion is the record's version: "populi-db " + the --version text.
+func agentVersion() string { return "populi-db " + Version() }
 
 // expandHome expands a leading "~/" with $HOME, else $USERPROFILE, else ".".
 func expandHome(p string, getenv func(string) string) string {
