@@ -175,7 +175,7 @@ func TestJoinHeartbeatRefreshLeave(t *testing.T) {
 // control plane lost (removed behind the agent's back) also comes back.
 func TestRecoversAfterRestartAndNodeLoss(t *testing.T) {
 	t.Parallel()
-	const interval = 200 * time.Millisecond
+	const interval = 400 * time.Millisecond
 	srv := startServer(t, nil, api.Config{}, 0)
 	ev := newEvents()
 	runAgent(t, agent.Config{
@@ -187,8 +187,8 @@ func TestRecoversAfterRestartAndNodeLoss(t *testing.T) {
 	srv.Stop()
 	eventually(t, 10*time.Second, "a failed heartbeat", func() bool { return ev.count(agent.EvHeartbeat, true) >= 1 })
 	failedBefore := ev.count(agent.EvHeartbeat, true)
-	restarted := time.Now()
 	srv.Restart()
+	restarted := time.Now() // serving again from here
 	// First backoff is 0.5 x interval; a second failure during the restart
 	// would wait 1 x interval: either way well inside two intervals.
 	eventually(t, 10*time.Second, "heartbeat after restart", func() bool {
