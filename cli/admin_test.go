@@ -49,7 +49,7 @@ func TestAdminMaintenanceAndQuarantine(t *testing.T) {
 	if n := node(); n.Quarantined == nil || !*n.Quarantined {
 		t.Fatalf("not quarantined: %+v", n)
 	}
-	e.run("admin", "quarantine", "--node", "nobody", "--state", "on").want(t, 1, "", "populi HTTP 404 (admin_quarantine)")
+	e.run("admin", "quarantine", "--node", "nobody", "--state", "on").want(t, 1, "", "populi HTTP 404 (admin_quarantine): not found (check the id)")
 
 	// A worker token may not run admin commands.
 	e.runWith(map[string]string{client.EnvAdminToken: "", client.EnvMeshToken: testserver.Tokens.Worker}, "",

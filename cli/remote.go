@@ -109,6 +109,8 @@ func (r *remote) explain(err error, class client.Class) error {
 		return fmt.Errorf("%w\nhint: admin commands need the mesh or admin token in %s", err, vars)
 	case client.IsHTTPStatus(err, 403):
 		return fmt.Errorf("%w\nhint: check the token role in %s", err, vars)
+	case client.IsHTTPStatus(err, 404) && strings.HasSuffix(err.Error(), ")"): // empty body
+		return fmt.Errorf("%w: not found (check the id)", err)
 	}
 	return err
 }
