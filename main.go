@@ -25,6 +25,6 @@ func main() {
 	}()
 	if err := cli.App().RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "populi-db: %v\n", err)
-		os.Exit(1)
+		os.Exit(cli.ExitCode(err)) // 1 refused, 2 usage, 3 unreachable
 	}
 }

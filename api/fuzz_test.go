@@ -3,14 +3,12 @@ package api_test
 import (
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"populi-db/api"
-	"populi-db/internal/clock"
-	"populi-db/store"
+	"populi-db/internal/testserver"
 )
 
 // FuzzPostBodies sends arbitrary bodies to every POST route: whatever the
@@ -39,18 +37,11 @@ func FuzzPostBodies(f *testing.F) {
 			f.Add(uint8(i), []byte(seed))
 		}
 	}
-	st, err := store.Open(store.Config{Path: filepath.Join(f.TempDir(), "fuzz.db"), Clock: clock.NewFake(t0)})
-	if err != nil {
+	ts := testserver.Start(f, testserver.Options{Start: t0, Bootstrap: api.Bootstrap{Token: "b"}})
+	if _, err := ts.St.Join(mustNode("a")); err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() { _ = st.Close() })
-	srv, err := api.New(api.Config{Store: st, Bootstrap: api.Bootstrap{Token: "b"}, Tokens: api.Tokens{}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if _, err := st.Join(mustNode("a")); err != nil {
-		f.Fatal(err)
-	}
+	srv := ts.API
 	srv.Drain() // long polls must not wait on a fake clock that never moves
 	h := srv.Handler()
 	f.Fuzz(func(t *testing.T, route uint8, body []byte) {

@@ -5,15 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"populi-db/api"
 	"populi-db/internal/clock"
+	"populi-db/internal/testserver"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -43,89 +41,46 @@ type opts struct {
 	maxWait       time.Duration
 }
 
-// bundle is what a test needs: a real server on loopback over a real db
-// file, the store, the fake clock, and a request helper.
+// bundle is what a test needs: the shared in-process server (real server
+// on loopback over a real db file, internal/testserver), its store and fake
+// clock, and a request helper.
 type bundle struct {
 	t     *testing.T
 	o     opts
-	path  string
+	ts    *testserver.Server
 	clock *clock.Fake
-	store *store.Store
+	store *store.Store // of the current incarnation
 	srv   *api.Server
-	hs    *httptest.Server
 	url   string
 	token string // default bearer; "" sends none
-
-	mu        sync.Mutex
-	onRequest func(*http.Request) // test hook, called as a request arrives
 }
 
 func setup(t *testing.T, o opts) *bundle {
 	t.Helper()
-	b := &bundle{t: t, o: o, path: filepath.Join(t.TempDir(), "populi.db"), clock: clock.NewFake(t0)}
-	b.token = o.tokens.Mesh
-	b.start()
-	t.Cleanup(b.stop)
+	b := &bundle{t: t, o: o, token: o.tokens.Mesh}
+	b.ts = testserver.Start(t, testserver.Options{
+		Start: t0, LeaseTTL: o.leaseTTL, MaxMessages: o.maxMessages, MaxDeliveries: o.maxDeliveries,
+		Tokens: o.tokens, ScopeID: o.scope, ReportedScopeID: o.reportedScope, StalePruneMs: o.stalePruneMs,
+		MaxBody: o.maxBody, MaxWait: o.maxWait, Bootstrap: o.bootstrap, RateLimiter: o.limiter,
+		JWT: o.jwt, JWTEnabled: o.jwtEnabled, Attestor: o.attestor,
+	})
+	b.clock = b.ts.Clk
+	b.sync()
 	return b
 }
 
-func (b *bundle) start() {
-	b.t.Helper()
-	st, err := store.Open(store.Config{
-		Path: b.path, Clock: b.clock, LeaseTTL: b.o.leaseTTL,
-		MaxMessages: b.o.maxMessages, MaxDeliveries: b.o.maxDeliveries,
-	})
-	if err != nil {
-		b.t.Fatalf("open store: %v", err)
-	}
-	srv, err := api.New(api.Config{
-		Store: st, Tokens: b.o.tokens, JWT: b.o.jwt, JWTEnabled: b.o.jwtEnabled,
-		Attestor: b.o.attestor, RateLimiter: b.o.limiter, ScopeID: b.o.scope,
-		StalePruneMs: b.o.stalePruneMs, MaxBodyBytes: b.o.maxBody, Bootstrap: b.o.bootstrap,
-		ReportedScopeID: b.o.reportedScope, MaxWait: b.o.maxWait,
-	})
-	if err != nil {
-		b.t.Fatalf("api.New: %v", err)
-	}
-	h := srv.Handler()
-	b.store, b.srv = st, srv
-	b.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock()
-		hook := b.onRequest
-		b.mu.Unlock()
-		if hook != nil {
-			hook(r)
-		}
-		h.ServeHTTP(w, r)
-	}))
-	b.url = b.hs.URL
-}
-
-func (b *bundle) stop() {
-	if b.hs == nil {
-		return
-	}
-	b.srv.Drain()
-	b.hs.Close()
-	if err := b.store.Close(); err != nil {
-		b.t.Errorf("close store: %v", err)
-	}
-	b.hs = nil
-}
+func (b *bundle) sync() { b.store, b.srv, b.url = b.ts.St, b.ts.API, b.ts.URL }
 
 // restart stops the server and store and reopens the same db file, as a
 // process restart would.
 func (b *bundle) restart() {
 	b.t.Helper()
-	b.stop()
-	b.start()
+	b.ts.Restart()
+	b.sync()
 }
 
-func (b *bundle) setHook(f func(*http.Request)) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.onRequest = f
-}
+// setHook calls f with each request as it arrives (nil removes it).
+func (b *bundle) setHook(f func(*http.Request)) { b.ts.OnRequest(f) }
 
 type response struct {
 	status int
@@ -333,13 +288,7 @@ func nowMs(c *clock.Fake) uint64 { return uint64(c.Now().UnixMilli()) }
 // eventually polls cond (the only polling in these tests) for up to 5 s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testserver.Eventually(t, what, cond)
 }
 
 func apiTokens(mesh, worker, submitter, admin string) api.Tokens {

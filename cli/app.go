@@ -16,7 +16,7 @@ import (
 // App returns the populi-db command line. Errors are returned from Run, never
 // turned into os.Exit here, so every subcommand can be called from a test.
 func App() *ucli.App {
-	return &ucli.App{
+	app := &ucli.App{
 		Name:  "populi-db",
 		Usage: "durable Populi mesh control plane (node registry, A2A mailbox, exec leases) on bbolt",
 		Description: "Start a server with `populi-db serve` (127.0.0.1:9847, db ~/.vox/populi/populi.db).\n" +
@@ -27,11 +27,45 @@ func App() *ucli.App {
 			tokenCommand(),
 			checkCommand(),
 			benchCommand(),
+			nodesCommand(),
+			leasesCommand(),
+			inboxCommand(),
+			queueCommand(),
+			deadCommand(),
+			adminCommand(),
+			deliverCommand(),
+			ackCommand(),
+			pairCommand(),
+			completionCommand(),
+			probeCommand(),
+			agentCommand(),
 		},
-		HideVersion:          true,
-		EnableBashCompletion: false,
+		Version:              Version(),
+		EnableBashCompletion: true, // for `completion`
 		// Keep urfave from calling os.Exit: main decides the exit status.
 		ExitErrHandler: func(*ucli.Context, error) {},
+		OnUsageError:   onUsageError,
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unknown command %q (run populi-db --help for the list)", c.Args().First())
+			}
+			return ucli.ShowAppHelp(c)
+		},
+	}
+	markUsageErrors(app.Commands)
+	return app
+}
+
+// onUsageError makes urfave's flag-parsing errors usage errors (exit 2)
+// that name the command's --help.
+func onUsageError(c *ucli.Context, err error, _ bool) error {
+	return usagef("%w (run %s --help)", err, c.Command.HelpName)
+}
+
+func markUsageErrors(cmds []*ucli.Command) {
+	for _, cmd := range cmds {
+		cmd.OnUsageError = onUsageError
+		markUsageErrors(cmd.Subcommands)
 	}
 }
 
@@ -45,12 +79,12 @@ var outputFlag = &ucli.StringFlag{
 
 func wantJSON(c *ucli.Context) (bool, error) {
 	switch o := strings.ToLower(c.String("output")); o {
-	case "", "text":
+	case "", "text", "table":
 		return false, nil
 	case "json":
 		return true, nil
 	default:
-		return false, fmt.Errorf("unknown --output %q (try --output text or --output json)", o)
+		return false, usagef("unknown --output %q (try --output table or --output json)", o)
 	}
 }
 

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +15,12 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"populi-db/client"
 	"populi-db/wire"
 )
 
-// Bench defaults: scenario A of /work/shared/bench (3000 messages, 1 producer,
-// 1 consumer, 1 mailbox, phased).
+// Bench defaults: scenario A of the contributors' peer bench (3000 messages,
+// 1 producer, 1 consumer, 1 mailbox, phased).
 const (
 	BenchNDefault       = 3000
 	BenchPayloadDefault = 256
@@ -162,56 +161,6 @@ func (r *BenchResult) writeText(w io.Writer) {
 	}
 }
 
-// benchClient is a minimal JSON-over-HTTP client for the bench.
-type benchClient struct {
-	base, token string
-	hc          *http.Client
-}
-
-type httpStatusError struct {
-	status int
-	body   string
-}
-
-func (e *httpStatusError) Error() string {
-	return fmt.Sprintf("HTTP %d: %s", e.status, strings.TrimSpace(e.body))
-}
-
-func (c *benchClient) do(ctx context.Context, method, path string, in, out any, want int) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != want {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return &httpStatusError{resp.StatusCode, string(b)}
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
-}
-
 // benchPayload is message i's payload: the run id and its index, then filler
 // to size bytes.
 func benchPayload(runID string, i, size int) string {
@@ -222,7 +171,7 @@ func benchPayload(runID string, i, size int) string {
 // benchRun is one bench's shared state.
 type benchRun struct {
 	o        benchOptions
-	c        *benchClient
+	c        *client.Client
 	runID    string
 	next     atomic.Int64 // next message index to deliver
 	acked    []atomic.Bool
@@ -252,9 +201,15 @@ func runBench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	conns := o.Producers + o.Consumers + 4
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 90 * time.Second, DisableCompression: true}
 	defer tr.CloseIdleConnections()
+	// No client retries: deliver retries itself (with its idempotency key),
+	// and a retried claim would hide a lost answer.
+	cl, err := client.New(o.URL, client.WithBearer(o.Token), client.WithHTTPClient(&http.Client{Transport: tr}), client.WithTimeout(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("--url: %w", err)
+	}
 	b := &benchRun{
 		o:        o,
-		c:        &benchClient{base: o.URL, token: o.Token, hc: &http.Client{Transport: tr, Timeout: time.Duration(o.WaitMs)*time.Millisecond + time.Minute}},
+		c:        cl,
 		runID:    randomHex(6),
 		acked:    make([]atomic.Bool, o.N),
 		expected: make([]int64, o.Receivers),
@@ -276,8 +231,7 @@ func runBench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	nodes := make([]string, o.Consumers)
 	for j := range nodes {
 		nodes[j] = fmt.Sprintf("bench-%s-c%d", b.runID, j)
-		rec := map[string]any{"id": nodes[j], "capabilities": map[string]any{}, "version": "populi-db-bench", "last_seen_unix_ms": 0}
-		if err := b.c.do(ctx, http.MethodPost, "/v1/populi/join", rec, nil, http.StatusOK); err != nil {
+		if _, err := b.c.Join(ctx, wire.NodeRecord{ID: nodes[j], Version: "populi-db-bench"}); err != nil {
 			return nil, fmt.Errorf("join bench node %s at %s: %w", nodes[j], o.URL, err)
 		}
 	}
@@ -335,18 +289,15 @@ func runBench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	res.ClaimAckPerSec = rate(res.Acked, res.ConsumeSeconds)
 	res.E2EPerSec = rate(res.Acked, res.E2ESeconds)
 
-	var qs struct {
-		PendingCount int64 `json:"pending_count"`
-	}
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := b.c.do(sctx, http.MethodGet, "/v1/populi/queue/stats", nil, &qs, http.StatusOK); err == nil {
-		res.LeftPending = qs.PendingCount
+	if qs, err := b.c.QueueStats(sctx); err == nil {
+		res.LeftPending = int64(qs.PendingCount)
 	}
 	scancel()
 	// Best effort: remove the bench nodes again (their rows are all acked).
 	for _, n := range nodes {
 		lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = b.c.do(lctx, http.MethodPost, "/v1/populi/leave", map[string]string{"id": n}, nil, http.StatusNoContent)
+		_, _ = b.c.Leave(lctx, n)
 		lcancel()
 	}
 
@@ -397,22 +348,19 @@ func (b *benchRun) produce(ctx context.Context) []time.Duration {
 			return lat
 		}
 		key := fmt.Sprintf("bench-%s-%d", b.runID, i)
-		req := map[string]any{
-			"sender_agent_id":   "1",
-			"receiver_agent_id": strconv.Itoa(i%b.o.Receivers + 1),
-			"message_type":      "bench",
-			"payload":           benchPayload(b.runID, i, b.o.Payload),
-			"privacy_class":     "private",
-			"idempotency_key":   key,
+		private := "private"
+		req := wire.DeliverRequest{
+			SenderAgentID:   "1",
+			ReceiverAgentID: strconv.Itoa(i%b.o.Receivers + 1),
+			MessageType:     "bench",
+			Payload:         benchPayload(b.runID, i, b.o.Payload),
+			PrivacyClass:    &private,
+			IdempotencyKey:  &key,
 		}
 		var err error
 		for range benchDeliverRetries {
-			var resp struct {
-				Accepted  bool   `json:"accepted"`
-				MessageID uint64 `json:"message_id"`
-			}
 			t0 := time.Now()
-			err = b.c.do(ctx, http.MethodPost, "/v1/populi/a2a/deliver", req, &resp, http.StatusOK)
+			_, err = b.c.Deliver(ctx, req)
 			if err == nil {
 				lat = append(lat, time.Since(t0))
 				b.delivered.Add(1)
@@ -442,22 +390,19 @@ func (b *benchRun) consume(ctx context.Context, node string, r int) (claimLat, a
 		case <-rctx.Done():
 		}
 	}()
-	claim := map[string]any{"receiver_agent_id": recv, "claimer_node_id": node}
-	if b.o.WaitMs > 0 {
-		claim["wait_ms"] = b.o.WaitMs
-	}
+	wait := time.Duration(b.o.WaitMs) * time.Millisecond
 	backoff := time.Millisecond
 	for rctx.Err() == nil {
-		var resp wire.InboxResponse
 		t0 := time.Now()
-		if err := b.c.do(rctx, http.MethodPost, "/v1/populi/a2a/inbox", claim, &resp, http.StatusOK); err != nil {
+		m, err := b.c.Claim(rctx, recv, node, wait)
+		if err != nil {
 			if rctx.Err() == nil {
 				b.fail(fmt.Errorf("claim on %s: %w", recv, err))
 				sleepCtx(rctx, 50*time.Millisecond)
 			}
 			continue
 		}
-		if len(resp.Messages) == 0 {
+		if m == nil {
 			b.emptyPolls.Add(1)
 			if b.o.WaitMs == 0 || time.Since(t0) < time.Millisecond {
 				// Plain polling (or a server without long polls): back off.
@@ -468,14 +413,13 @@ func (b *benchRun) consume(ctx context.Context, node string, r int) (claimLat, a
 		}
 		backoff = time.Millisecond
 		claimLat = append(claimLat, time.Since(t0))
-		m := resp.Messages[0]
-		idx, ok := b.checkPayload(m, r)
-		ack := map[string]any{"receiver_agent_id": recv, "message_id": m.ID}
-		if m.LeaseToken != nil {
-			ack["lease_token"] = *m.LeaseToken
-		}
+		idx, ok := b.checkPayload(*m, r)
 		t1 := time.Now()
-		if err := b.c.do(ctx, http.MethodPost, "/v1/populi/a2a/ack", ack, nil, http.StatusNoContent); err != nil {
+		found, err := b.c.AckMessage(ctx, *m)
+		if err == nil && !found {
+			err = errors.New("not found")
+		}
+		if err != nil {
 			b.fail(fmt.Errorf("ack %d on %s: %w", m.ID, recv, err))
 			continue
 		}

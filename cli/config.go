@@ -124,6 +124,26 @@ func (e *ServerEnv) SetBootstrapToken(flag string) {
 	}
 }
 
+// JWTSecretMinBytes is the shortest VOX_MESH_JWT_HMAC_SECRET serve accepts
+// without a warning (HS256 keys should be at least the hash size).
+const JWTSecretMinBytes = 32
+
+// SetupWarnings are the startup warnings about settings that work but
+// defeat themselves; call after SetBootstrapToken. They name variables,
+// never values.
+func (e *ServerEnv) SetupWarnings() []string {
+	var w []string
+	if e.API.Bootstrap.Token != "" && e.API.Tokens.Mesh == "" {
+		w = append(w, fmt.Sprintf("bootstrap exchange is enabled but %s is not set: every exchange will answer 503 (set %s, the token the exchange hands out)",
+			EnvMeshToken, EnvMeshToken))
+	}
+	if n := len(e.JWTSecret); n > 0 && n < JWTSecretMinBytes {
+		w = append(w, fmt.Sprintf("%s is %d bytes, shorter than %d: use at least %d random bytes (e.g. the output of `openssl rand -hex 32`)",
+			EnvJWTSecret, n, JWTSecretMinBytes, JWTSecretMinBytes))
+	}
+	return w
+}
+
 // ParseServerEnv resolves SPEC 13.1 (plus issue 9's VOX_MESH_A2A_MAX_DELIVERIES)
 // from lookup at instant now. It never fails: a value it cannot use falls
 // back to its default, with a warning where the operator would want one.

@@ -346,3 +346,32 @@ func TestParseLevel(t *testing.T) {
 		t.Error("parseLevel(loud) succeeded")
 	}
 }
+
+func TestSetupWarnings(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		flag string
+		want []string
+	}{
+		{"bootstrap without mesh token", map[string]string{EnvBootstrapToken: "boot-s3kr1t"}, "", []string{"bootstrap exchange is enabled but VOX_MESH_TOKEN is not set"}},
+		{"bootstrap flag without mesh token", nil, "boot-s3kr1t", []string{"every exchange will answer 503"}},
+		{"bootstrap with mesh token", map[string]string{EnvBootstrapToken: "b", EnvMeshToken: "m"}, "", nil},
+		{"short JWT secret", map[string]string{EnvJWTSecret: " short-s3kr1t "}, "", []string{"VOX_MESH_JWT_HMAC_SECRET is 12 bytes, shorter than 32"}},
+		{"32-byte JWT secret", map[string]string{EnvJWTSecret: strings.Repeat("k", 32)}, "", nil},
+	} {
+		e := ParseServerEnv(MapLookup(tc.env), testNow)
+		e.SetBootstrapToken(tc.flag)
+		got := e.SetupWarnings()
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: warnings %q, want %d", tc.name, got, len(tc.want))
+			continue
+		}
+		for i, w := range tc.want {
+			if !strings.Contains(got[i], w) || strings.Contains(got[i], "s3kr1t") {
+				t.Errorf("%s: warning %q, want it to contain %q and no secret", tc.name, got[i], w)
+			}
+		}
+	}
+}

@@ -12,43 +12,25 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// binPath is the populi-db binary built once by TestMain for the end-to-end
-// tests; buildErr is why it is missing.
-var (
-	binPath  string
-	buildErr error
+	"populi-db/internal/testbin"
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "populi-db-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binPath = filepath.Join(dir, "populi-db")
-	cmd := exec.Command("go", "build", "-o", binPath, ".")
-	cmd.Dir = ".." // the module root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
-func needBinary(t *testing.T) {
+// needBinary returns the populi-db binary, built once per test process.
+func needBinary(t *testing.T) string {
 	t.Helper()
-	if buildErr != nil {
-		t.Fatalf("populi-db binary not built: %v", buildErr)
-	}
+	return testbin.Path(t, false)
 }
 
 // syncBuffer is a goroutine-safe bytes.Buffer for a child's output.
@@ -69,12 +51,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// childEnv is the test process's environment without any VOX_MESH_*
-// setting, with HOME pointed at a temp dir, plus extra.
+// childEnv is the test process's environment without any VOX_* setting,
+// with HOME pointed at a temp dir, plus extra.
 func childEnv(t *testing.T, extra map[string]string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "VOX_MESH_") || strings.HasPrefix(kv, "HOME=") {
+		if strings.HasPrefix(kv, "VOX_") || strings.HasPrefix(kv, "HOME=") {
 			continue
 		}
 		env = append(env, kv)
@@ -111,7 +93,7 @@ func startServer(t *testing.T, db string, env map[string]string, args ...string)
 
 func spawnServer(t *testing.T, db string, env map[string]string, args ...string) (*server, string) {
 	t.Helper()
-	needBinary(t)
+	binPath := needBinary(t)
 	full := append([]string{"serve", "--db", db}, args...)
 	hasBind := false
 	for _, a := range args {
@@ -200,7 +182,7 @@ func (s *server) signal(sig syscall.Signal) {
 // the exit code and combined output.
 func runBinary(t *testing.T, env map[string]string, timeout time.Duration, args ...string) (int, string) {
 	t.Helper()
-	needBinary(t)
+	binPath := needBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binPath, args...)

@@ -223,7 +223,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("create db directory: %w", err)
 	}
 
-	for _, w := range env.Warnings {
+	for _, w := range append(env.Warnings, env.SetupWarnings()...) {
 		log.Warn(w)
 	}
 

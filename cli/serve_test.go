@@ -426,3 +426,26 @@ func TestServeSecondSignalExitsNow(t *testing.T) {
 		t.Errorf("no exit-now message:\n%s", s.stderr)
 	}
 }
+
+// TestServeWarnsAboutSelfDefeatingSecrets: bootstrap without a mesh token
+// (every exchange would answer 503) and a short JWT secret are named at
+// startup.
+func TestServeWarnsAboutSelfDefeatingSecrets(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, filepath.Join(t.TempDir(), "populi.db"), map[string]string{
+		EnvBootstrapToken: "boot-tok-value", EnvJWTSecret: "tiny-secret",
+	})
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, s.stderr)
+	}
+	logs := s.stderr.String()
+	for _, want := range []string{"VOX_MESH_TOKEN is not set", "VOX_MESH_JWT_HMAC_SECRET is 11 bytes"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("startup log lacks %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "boot-tok-value") || strings.Contains(logs, "tiny-secret") {
+		t.Errorf("startup log leaks a secret:\n%s", logs)
+	}
+}

@@ -1,6 +1,7 @@
 package crashtest
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -134,16 +135,15 @@ func TestCrashRestart(t *testing.T) {
 // server while requests are in flight.
 func runCycle(t *testing.T, srv *server, led *ledger, rng *rand.Rand, seed uint64, c int, w killWindow, fail func(string, ...any)) {
 	t.Helper()
-	cl := newClient(srv.url, *workers*2)
-	defer cl.close()
+	cl := newClient(t, srv.url, *workers*2)
+	defer cl.Close()
 	if err := led.fullCheck(httpView{cl}, receivers, "after restart"); err != nil {
 		fail("cycle %d: %v", c, err)
 	}
 	probe := &worker{c: cl, l: led, rng: rand.New(rand.NewPCG(seed, uint64(c)<<32)), stop: make(chan struct{})}
 	if c == 1 {
 		for _, id := range nodes {
-			var out wire.NodeRecord
-			if _, err := cl.do("POST", "/v1/populi/join", wire.NodeRecord{ID: id, Version: "crash"}, &out); err != nil {
+			if _, err := cl.Join(context.Background(), wire.NodeRecord{ID: id, Version: "crash"}); err != nil {
 				fail("join %s: %v", id, err)
 			}
 		}
@@ -247,21 +247,15 @@ func (l *ledger) report() string {
 type httpView struct{ c *client }
 
 func (v httpView) inbox(recv string, before *uint64) ([]wire.StoredMessage, error) {
-	var resp wire.InboxResponse
-	_, err := v.c.do("POST", "/v1/populi/a2a/inbox", wire.InboxRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax)), BeforeMessageID: before}, &resp)
-	return resp.Messages, err
+	return v.c.Inbox(context.Background(), wire.InboxRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax)), BeforeMessageID: before})
 }
 
 func (v httpView) dead(recv string, before *uint64) ([]wire.StoredMessage, error) {
-	var resp wire.InboxResponse
-	_, err := v.c.do("POST", "/v1/populi/admin/a2a/dead", wire.DeadListRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax)), BeforeMessageID: before}, &resp)
-	return resp.Messages, err
+	return v.c.DeadLetters(context.Background(), wire.DeadListRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax)), BeforeMessageID: before})
 }
 
 func (v httpView) leases() ([]wire.ExecLease, error) {
-	var resp wire.ExecLeaseList
-	_, err := v.c.do("GET", "/v1/populi/exec/leases", nil, &resp)
-	return resp.Leases, err
+	return v.c.ListExecLeases(context.Background())
 }
 
 // storeView reads the db file through the store package.

@@ -3,8 +3,6 @@ package crashtest
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,41 +14,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	populi "populi-db/client"
+	"populi-db/internal/testbin"
 )
 
 const meshToken = "crash-test-mesh-token"
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // serverBinary builds the populi-db binary once per test process.
 func serverBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "populi-crash-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "populi-db")
-		args := []string{"build", "-o", binPath}
-		if *raceServer {
-			args = append(args, "-race")
-		}
-		args = append(args, "populi-db")
-		cmd := exec.Command("go", args...)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build server: %v", buildErr)
-	}
-	return binPath
+	return testbin.Path(t, *raceServer)
 }
 
 // server is one running `populi-db serve` child.
@@ -157,65 +131,23 @@ func (s *server) alive() bool {
 	}
 }
 
-// client speaks to one server incarnation with the mesh bearer.
-type client struct {
-	base string
-	hc   *http.Client
-}
+// client speaks to one server incarnation with the mesh bearer: the
+// populi-db client, without retries (an unanswered request is the ledger's
+// business).
+type client = populi.Client
 
-func newClient(base string, conns int) *client {
+func newClient(t *testing.T, base string, conns int) *client {
+	t.Helper()
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, IdleConnTimeout: 30 * time.Second}
-	return &client{base: base, hc: &http.Client{Transport: tr, Timeout: 15 * time.Second}}
+	c, err := populi.New(base, populi.WithBearer(meshToken), populi.WithHTTPClient(&http.Client{Transport: tr}), populi.WithTimeout(15*time.Second))
+	if err != nil {
+		t.Fatalf("client for %s: %v", base, err)
+	}
+	return c
 }
 
-func (c *client) close() { c.hc.CloseIdleConnections() }
+// status is the HTTP status of a failed call (0: no answer, or success).
+func status(err error) int { return populi.StatusCode(err) }
 
-// errTransport marks a request whose outcome is unknown (no response).
-var errTransport = errors.New("no response")
-
-// do sends a request with an optional JSON body and decodes a 2xx JSON
-// answer into out. It returns the status, or errTransport when no response
-// came (the server died mid-request, say).
-func (c *client) do(method, path string, in, out any) (int, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, c.base+path, body)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+meshToken)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %v", errTransport, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("%w: reading body: %v", errTransport, err)
-	}
-	if resp.StatusCode/100 == 2 && out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("decode %s %s answer %q: %v", method, path, b, err)
-		}
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, &statusError{resp.StatusCode, strings.TrimSpace(string(b))}
-	}
-	return resp.StatusCode, nil
-}
-
-type statusError struct {
-	status int
-	body   string
-}
-
-func (e *statusError) Error() string { return fmt.Sprintf("status %d: %s", e.status, e.body) }
+// isTransport: the request got no answer, so its outcome is unknown.
+func isTransport(err error) bool { return populi.IsTransport(err) }

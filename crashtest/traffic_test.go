@@ -1,7 +1,7 @@
 package crashtest
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -52,13 +52,13 @@ func (w *worker) unexpected(op string, status int, err error) {
 	w.l.fail("%s: unexpected answer %d: %v", op, status, err)
 }
 
-// outcome sorts an error from client.do: transport (unknown outcome, fine
+// outcome sorts an error from the client: transport (unknown outcome, fine
 // at a kill), an allowed refusal, or a violation.
 func (w *worker) outcome(op string, status int, err error, allowed ...int) (answered bool) {
 	if err == nil {
 		return true
 	}
-	if errors.Is(err, errTransport) {
+	if isTransport(err) {
 		w.l.lost()
 		return false
 	}
@@ -117,42 +117,37 @@ func (w *worker) deliver(recv, key string) (uint64, bool) {
 	if w.rng.IntN(4) == 0 {
 		req.Priority = ptr(uint8(w.rng.IntN(256)))
 	}
-	var resp wire.DeliverResponse
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/a2a/deliver", req, &resp)
+	id, err := w.c.Deliver(context.Background(), req)
 	done := time.Now()
-	if errors.Is(err, errTransport) {
+	if isTransport(err) {
 		w.l.deliverUnanswered(recv, key)
 		return 0, false
 	}
-	if !w.outcome("deliver", status, err) {
+	if !w.outcome("deliver", status(err), err) {
 		return 0, false
 	}
-	if !resp.Accepted {
-		w.unexpected("deliver", status, errors.New("accepted=false"))
-	}
-	w.l.onDeliver(recv, key, resp.MessageID, sent, done)
-	return resp.MessageID, true
+	w.l.onDeliver(recv, key, id, sent, done)
+	return id, true
 }
 
 func (w *worker) claim() {
 	recv, node := w.pick(receivers), w.pick(nodes)
-	var resp wire.InboxResponse
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/a2a/inbox", wire.InboxRequest{ReceiverAgentID: recv, ClaimerNodeID: &node}, &resp)
+	msgs, err := w.c.Inbox(context.Background(), wire.InboxRequest{ReceiverAgentID: recv, ClaimerNodeID: &node})
 	done := time.Now()
-	if !w.outcome("claim", status, err) {
+	if !w.outcome("claim", status(err), err) {
 		return
 	}
-	if len(resp.Messages) > 1 {
-		w.unexpected("claim", status, fmt.Errorf("%d messages in one claim", len(resp.Messages)))
+	if len(msgs) > 1 {
+		w.unexpected("claim", 200, fmt.Errorf("%d messages in one claim", len(msgs)))
 		return
 	}
-	if len(resp.Messages) == 0 {
+	if len(msgs) == 0 {
 		w.l.answered("claim-empty")
 		return
 	}
-	m := resp.Messages[0]
+	m := msgs[0]
 	w.l.onClaim(&m, recv, node, sent, done)
 	// Work on it: renew now and then, usually ack, sometimes let it expire.
 	ref := claimRef{id: m.ID, recv: recv, holder: node}
@@ -180,10 +175,10 @@ func (w *worker) renewRef(ref claimRef) {
 		req.LeaseToken = ptr(ref.token)
 	}
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/a2a/lease-renew", req, nil)
+	err := w.c.RenewLease(context.Background(), req)
 	done := time.Now()
 	// 404: acked meanwhile; 409: not the holder (expired, reclaimed) or stale token.
-	if w.outcome("lease-renew", status, err, 404, 409) {
+	if w.outcome("lease-renew", status(err), err, 404, 409) {
 		w.l.onRenew(ref, withToken, sent, done)
 	}
 }
@@ -201,29 +196,28 @@ func (w *worker) ackRef(id uint64, recv string, token uint64) {
 	}
 	sent := time.Now()
 	w.l.ackAttempt(id, sent)
-	status, err := w.c.do("POST", "/v1/populi/a2a/ack", req, nil)
+	found, err := w.c.Ack(context.Background(), req)
 	done := time.Now()
-	if status == 404 {
+	if err == nil && !found {
 		w.l.ackNotFound(id) // rows are never evicted in this test: 404 means lost
 		return
 	}
 	// 409: the token is no longer the live lease's.
-	if w.outcome("ack", status, err, 409) {
+	if w.outcome("ack", status(err), err, 409) {
 		w.l.onAck(id, done)
 	}
 }
 
 func (w *worker) grant() {
 	node, scope := w.pick(nodes), scopeName(w.rng.IntN(scopes))
-	var resp wire.ExecLease
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/exec/lease/grant", wire.ExecGrantRequest{ClaimerNodeID: node, ScopeKey: scope}, &resp)
+	resp, err := w.c.GrantExecLease(context.Background(), node, scope)
 	done := time.Now()
-	if errors.Is(err, errTransport) {
+	if isTransport(err) {
 		w.l.grantUnanswered(node, scope)
 		return
 	}
-	if w.outcome("exec-grant", status, err, 409) {
+	if w.outcome("exec-grant", status(err), err, 409) {
 		w.l.onGrant(resp, node, scope, sent, done)
 	}
 }
@@ -242,9 +236,9 @@ func (w *worker) execRenew() {
 		return
 	}
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/exec/lease/renew", w.execReq(lr), nil)
+	err := w.c.RenewExecLease(context.Background(), w.execReq(lr))
 	done := time.Now()
-	if w.outcome("exec-renew", status, err, 404) {
+	if w.outcome("exec-renew", status(err), err, 404) {
 		w.l.onExecRenew(lr, sent, done)
 	}
 }
@@ -256,9 +250,9 @@ func (w *worker) release() {
 	}
 	sent := time.Now()
 	w.l.releaseAttempt(lr, sent)
-	status, err := w.c.do("POST", "/v1/populi/exec/lease/release", w.execReq(lr), nil)
+	err := w.c.ReleaseExecLease(context.Background(), w.execReq(lr))
 	done := time.Now()
-	if w.outcome("exec-release", status, err, 404) {
+	if w.outcome("exec-release", status(err), err, 404) {
 		w.l.onRelease(lr, sent, done)
 	}
 }
@@ -266,31 +260,29 @@ func (w *worker) release() {
 func (w *worker) heartbeat() {
 	node := w.pick(nodes)
 	rec := wire.NodeRecord{ID: node, Version: "crash", CPUUsagePct: ptr(float32(w.rng.IntN(100)))}
-	var out wire.NodeRecord
-	status, err := w.c.do("POST", "/v1/populi/heartbeat", rec, &out)
-	if !w.outcome("heartbeat", status, err) {
+	out, err := w.c.Heartbeat(context.Background(), rec)
+	if !w.outcome("heartbeat", status(err), err) {
 		return
 	}
 	w.l.answered("heartbeat")
 	if out.ID != node {
-		w.unexpected("heartbeat", status, fmt.Errorf("answered node %q", out.ID))
+		w.unexpected("heartbeat", 200, fmt.Errorf("answered node %q", out.ID))
 	}
 }
 
 // listing checks a newest-first inbox page: no row acked before it was asked.
 func (w *worker) listing() {
 	recv := w.pick(receivers)
-	var resp wire.InboxResponse
 	sent := time.Now()
-	status, err := w.c.do("POST", "/v1/populi/a2a/inbox", wire.InboxRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax))}, &resp)
-	if !w.outcome("list", status, err) {
+	msgs, err := w.c.Inbox(context.Background(), wire.InboxRequest{ReceiverAgentID: recv, MaxMessages: ptr(uint64(pageMax))})
+	if !w.outcome("list", status(err), err) {
 		return
 	}
 	l := w.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ops["list"]++
-	for _, m := range resp.Messages {
+	for _, m := range msgs {
 		l.check(m.ReceiverAgentID == recv && !m.Acknowledged, "listing of %s has row %+v", recv, m)
 		if r := l.rows[m.ID]; r != nil {
 			l.check(r.ackDone.IsZero() || !r.ackDone.Before(sent), "listing of %s shows row %d, acked before it was asked", recv, m.ID)
@@ -299,10 +291,9 @@ func (w *worker) listing() {
 }
 
 func (w *worker) listLeases() {
-	var resp wire.ExecLeaseList
 	sent := time.Now()
-	status, err := w.c.do("GET", "/v1/populi/exec/leases", nil, &resp)
-	if !w.outcome("list-leases", status, err) {
+	leases, err := w.c.ListExecLeases(context.Background())
+	if !w.outcome("list-leases", status(err), err) {
 		return
 	}
 	l := w.l
@@ -310,7 +301,7 @@ func (w *worker) listLeases() {
 	defer l.mu.Unlock()
 	l.ops["list-leases"]++
 	by := map[string]string{}
-	for _, e := range resp.Leases {
+	for _, e := range leases {
 		if o, dup := by[e.ScopeKey]; dup {
 			l.fail("exec lease list: scope %s held by leases %s and %s", e.ScopeKey, o, e.LeaseID)
 		}

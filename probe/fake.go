@@ -31,6 +31,14 @@ type FakeDevice struct {
 	HandleErr error // DeviceGetHandleByIndex fails with this
 	Memory    Memory
 	MemErr    error // GetMemoryInfo fails with this
+
+	// Telemetry for diagnostics; TelemetryErr makes every telemetry call
+	// (name, utilisation, temperature, power) fail.
+	Name            string
+	UtilizationPct  uint32
+	TemperatureC    uint32
+	PowerMilliwatts uint32
+	TelemetryErr    error
 }
 
 // ErrFake is a convenient error value for configuring a Fake.
@@ -116,4 +124,32 @@ func (h fakeHandle) GetMemoryInfo() (Memory, error) {
 		return Memory{}, d.MemErr
 	}
 	return d.Memory, nil
+}
+
+func (h fakeHandle) telemetry() (FakeDevice, error) {
+	if err := h.f.check(); err != nil {
+		return FakeDevice{}, err
+	}
+	d := h.f.Devices[h.i]
+	return d, d.TelemetryErr
+}
+
+func (h fakeHandle) GetName() (string, error) {
+	d, err := h.telemetry()
+	return d.Name, err
+}
+
+func (h fakeHandle) GetUtilization() (uint32, error) {
+	d, err := h.telemetry()
+	return d.UtilizationPct, err
+}
+
+func (h fakeHandle) GetTemperature() (uint32, error) {
+	d, err := h.telemetry()
+	return d.TemperatureC, err
+}
+
+func (h fakeHandle) GetPowerUsage() (uint32, error) {
+	d, err := h.telemetry()
+	return d.PowerMilliwatts, err
 }

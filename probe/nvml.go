@@ -27,9 +27,20 @@ type NVML interface {
 	SystemGetCudaDriverVersion() (int, error)
 }
 
-// Device is an opened GPU handle.
+// Device is an opened GPU handle. Only GetMemoryInfo feeds the NodeRecord;
+// the others are per-device telemetry for diagnostics (SPEC 14.2, shown by
+// `populi-db probe`), each of which may fail on its own.
 type Device interface {
 	GetMemoryInfo() (Memory, error)
+	// GetName is the product name, e.g. "NVIDIA H100 80GB HBM3".
+	GetName() (string, error)
+	// GetUtilization is the GPU utilisation in percent over the last sample
+	// period.
+	GetUtilization() (uint32, error)
+	// GetTemperature is the GPU core temperature in °C.
+	GetTemperature() (uint32, error)
+	// GetPowerUsage is the board power draw in milliwatts.
+	GetPowerUsage() (uint32, error)
 }
 
 // Memory is a device's framebuffer memory in bytes.

@@ -122,3 +122,47 @@ func (d realDevice) GetMemoryInfo() (Memory, error) {
 	}
 	return Memory{Total: m.Total, Free: m.Free, Used: m.Used}, nil
 }
+
+func (d realDevice) GetName() (string, error) {
+	if !d.r.ready() {
+		return "", ErrNotInitialized
+	}
+	v, ret := d.d.GetName()
+	if ret != nvml.SUCCESS {
+		return "", retErr("device get name", ret)
+	}
+	return v, nil
+}
+
+func (d realDevice) GetUtilization() (uint32, error) {
+	if !d.r.ready() {
+		return 0, ErrNotInitialized
+	}
+	u, ret := d.d.GetUtilizationRates()
+	if ret != nvml.SUCCESS {
+		return 0, retErr("device get utilization rates", ret)
+	}
+	return u.Gpu, nil
+}
+
+func (d realDevice) GetTemperature() (uint32, error) {
+	if !d.r.ready() {
+		return 0, ErrNotInitialized
+	}
+	v, ret := d.d.GetTemperature(nvml.TEMPERATURE_GPU)
+	if ret != nvml.SUCCESS {
+		return 0, retErr("device get temperature", ret)
+	}
+	return v, nil
+}
+
+func (d realDevice) GetPowerUsage() (uint32, error) {
+	if !d.r.ready() {
+		return 0, ErrNotInitialized
+	}
+	v, ret := d.d.GetPowerUsage()
+	if ret != nvml.SUCCESS {
+		return 0, retErr("device get power usage", ret)
+	}
+	return v, nil
+}

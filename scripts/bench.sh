@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Build populi-db, start a server on a temp db, run `populi-db bench` for the
-# three shapes of the shared bench (bench/README.md), stop the server.
+# Build populi-db, start a server on a temp db, run `populi-db bench` for
+# three load shapes, stop the server. The shapes (the same as the
+# contributors' peer bench, which is not part of this repository):
+#   A  N_A messages, 1 producer, 1 consumer, 1 mailbox, deliver all then consume
+#   B  N_B messages, 16 producers, 16 consumers, 16 mailboxes, concurrent
+#   C  N_C messages, 16 producers, 4 consumers, 1 mailbox, deliver all then consume
 #
-#   scripts/bench.sh                 # A, B and C at full size (minutes)
+#   scripts/bench.sh                      # A, B and C at full size (minutes)
 #   SHAPES="A" N_A=300 scripts/bench.sh   # a quick smoke run
 #
-# Knobs: SHAPES (default "A B C"), N_A (3000), N_B (20000), N_C (50000),
-# PAYLOAD (256), WAIT_MS (1000), BENCH_TIMEOUT (10m), OUTPUT (text|json),
-# KEEP_WORK=1 keeps the temp dir (db files, server logs).
+# Knobs (environment), with defaults:
+#   SHAPES="A B C"   shapes to run, in order
+#   N_A=3000 N_B=20000 N_C=50000   messages per shape
+#   PAYLOAD=256      payload bytes per message (bench --payload)
+#   WAIT_MS=1000     long-poll wait_ms of each claim (bench --wait-ms; 0 = plain polling)
+#   BENCH_TIMEOUT=10m  give up on a shape after this long (bench --timeout)
+#   OUTPUT=text      text or json (bench -o)
+#   KEEP_WORK=0      1 keeps the temp dir (binary, db files, server logs)
+#   TMPDIR=/tmp      where the temp dir is made
 # Each shape gets a fresh server and db. The server runs with
 # VOX_MESH_A2A_MAX_MESSAGES=500000 (the default cap of 50000 rows counts acked
 # rows and would evict pending work in shape C) and its own VOX_MESH_TOKEN.

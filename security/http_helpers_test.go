@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,8 +18,8 @@ import (
 
 	"populi-db/api"
 	"populi-db/internal/clock"
+	"populi-db/internal/testserver"
 	"populi-db/security"
-	"populi-db/store"
 )
 
 // httpT0 is where every fake clock of these tests starts, on a whole second
@@ -52,15 +50,14 @@ type srvOpts struct {
 }
 
 // env is one populi-db server over loopback HTTP, backed by a real store in
-// a temp dir, with one fake clock shared by store, api and security.
+// a temp dir, with one fake clock shared by store, api and security: the
+// shared in-process server of internal/testserver.
 type env struct {
-	t    *testing.T
-	o    srvOpts
-	path string
-	clk  *clock.Fake
-	st   *store.Store
-	srv  *api.Server
-	hs   *httptest.Server
+	t   *testing.T
+	o   srvOpts
+	ts  *testserver.Server
+	clk *clock.Fake
+	url string // of the current incarnation
 }
 
 func newEnv(t *testing.T, o srvOpts) *env {
@@ -68,51 +65,22 @@ func newEnv(t *testing.T, o srvOpts) *env {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
-	e := &env{t: t, o: o, path: filepath.Join(t.TempDir(), "populi.db"), clk: clock.NewFake(httpT0)}
-	e.start()
-	t.Cleanup(e.stop)
+	e := &env{t: t, o: o}
+	e.ts = testserver.Start(t, testserver.Options{
+		Start: httpT0, Log: o.logger, ReplayCapacity: o.replayCap,
+		Tokens: o.tokens, Bootstrap: o.bootstrap, ReportedScopeID: o.reportedScope,
+		JWTSecret: o.jwtSecret, Attestor: security.NewAttestor(o.verifyKey, o.logger),
+	})
+	e.clk, e.url = e.ts.Clk, e.ts.URL
 	return e
-}
-
-func (e *env) start() {
-	e.t.Helper()
-	st, err := store.Open(store.Config{Path: e.path, Clock: e.clk, Logger: e.o.logger, ReplayCapacity: e.o.replayCap})
-	if err != nil {
-		e.t.Fatalf("open store: %v", err)
-	}
-	cfg := api.Config{
-		Store: st, Logger: e.o.logger, Tokens: e.o.tokens,
-		Bootstrap: e.o.bootstrap, ReportedScopeID: e.o.reportedScope,
-		JWT:        security.NewJWTVerifier(e.o.jwtSecret, st, e.clk),
-		JWTEnabled: strings.TrimSpace(e.o.jwtSecret) != "",
-		Attestor:   security.NewAttestor(e.o.verifyKey, e.o.logger),
-	}
-	srv, err := api.New(cfg)
-	if err != nil {
-		e.t.Fatalf("api.New: %v", err)
-	}
-	e.st, e.srv = st, srv
-	e.hs = httptest.NewServer(srv.Handler())
-}
-
-func (e *env) stop() {
-	if e.hs == nil {
-		return
-	}
-	e.srv.Drain()
-	e.hs.Close()
-	if err := e.st.Close(); err != nil {
-		e.t.Errorf("close store: %v", err)
-	}
-	e.hs = nil
 }
 
 // restart closes server and store and reopens the same db file with a new
 // verifier and server, as a process restart does.
 func (e *env) restart() {
 	e.t.Helper()
-	e.stop()
-	e.start()
+	e.ts.Restart()
+	e.url = e.ts.URL
 }
 
 type resp struct {
@@ -137,7 +105,7 @@ func (e *env) send(method, path, auth string, body any) (resp, error) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, e.hs.URL+path, rd)
+	req, err := http.NewRequest(method, e.url+path, rd)
 	if err != nil {
 		return resp{}, err
 	}
