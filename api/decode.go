@@ -20,13 +20,18 @@ const (
 // type, 413 too large, 400 not JSON, 422 wrong types or missing fields. It
 // runs before the role check. Bad input never becomes a 500.
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
+	return s.decodeLimit(w, r, dst, s.maxBody)
+}
+
+// decodeLimit is decode with a body limit of its own.
+func (s *Server) decodeLimit(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return &httpError{http.StatusUnsupportedMediaType, textUnsupportedType}
 	}
-	if r.ContentLength > s.maxBody {
+	if r.ContentLength > limit {
 		return &httpError{http.StatusRequestEntityTooLarge, textTooLarge}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
