@@ -41,6 +41,7 @@ type opts struct {
 	attestor      api.Attestor
 	limiter       api.RateLimiter
 	maxWait       time.Duration
+	fedMax        int
 }
 
 // bundle is what a test needs: a real server on loopback over a real db
@@ -82,7 +83,7 @@ func (b *bundle) start() {
 		Store: st, Tokens: b.o.tokens, JWT: b.o.jwt, JWTEnabled: b.o.jwtEnabled,
 		Attestor: b.o.attestor, RateLimiter: b.o.limiter, ScopeID: b.o.scope,
 		StalePruneMs: b.o.stalePruneMs, MaxBodyBytes: b.o.maxBody, Bootstrap: b.o.bootstrap,
-		ReportedScopeID: b.o.reportedScope, MaxWait: b.o.maxWait,
+		ReportedScopeID: b.o.reportedScope, MaxWait: b.o.maxWait, FederationMaxEntries: b.o.fedMax,
 	})
 	if err != nil {
 		b.t.Fatalf("api.New: %v", err)
