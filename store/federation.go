@@ -83,14 +83,33 @@ func (m FederationMerge) Changed() bool { return m.Added+m.Replaced > 0 }
 // maxEntries new scopes are counted as refused.
 func (s *Store) MergeFederation(entries []wire.MeshDirectoryEntry, ownScope string, maxEntries int) (FederationMerge, error) {
 	var m FederationMerge
-	err := s.update(func(t *txn) error {
-		m = FederationMerge{}
+	// Steady-state gossip repeats what we hold: find the entries that would
+	// change something in a read transaction, so an unchanged answer costs
+	// no write and no fsync.
+	var changed []*wire.MeshDirectoryEntry
+	err := s.view(func(t *txn) error {
+		changed, m = changed[:0], FederationMerge{}
 		for i := range entries {
-			if entries[i].ScopeID == ownScope {
+			e := &entries[i]
+			switch seq := t.Bucket(bFedScope).Get(boundedKey(e.ScopeID)); {
+			case e.ScopeID == ownScope:
 				m.Own++
-				continue
+			case seq != nil && bytes.Equal(t.Bucket(bFedDir).Get(seq), e.AppendCanonical(nil)):
+				m.Unchanged++
+			default:
+				changed = append(changed, e)
 			}
-			c, err := t.putFedEntry(&entries[i], maxEntries)
+		}
+		return nil
+	})
+	if err != nil || len(changed) == 0 {
+		return m, err
+	}
+	base := m
+	err = s.update(func(t *txn) error {
+		m = base
+		for _, e := range changed {
+			c, err := t.putFedEntry(e, maxEntries)
 			switch {
 			case errors.Is(err, wire.ErrFedDirectoryFull):
 				m.Refused++
