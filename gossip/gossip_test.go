@@ -240,39 +240,48 @@ func TestBadPeers(t *testing.T) {
 }
 
 // Concurrency is bounded: with 2 workers, 4 hanging peers take two
-// timeouts, not one.
+// timeouts, not one, and no more than 2 requests are ever in flight
+// (counted at the client, where the bound applies).
 func TestBoundedConcurrency(t *testing.T) {
 	t.Parallel()
 	local := newNode(t)
-	var mu sync.Mutex
-	inFlight, most := 0, 0
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		mu.Lock()
-		inFlight++
-		most = max(most, inFlight)
-		mu.Unlock()
 		<-r.Context().Done()
-		mu.Lock()
-		inFlight--
-		mu.Unlock()
 	}))
 	defer hang.Close()
 	var peers []string
 	for i := range 4 {
 		peers = append(peers, fmt.Sprintf("%s/p%d", hang.URL, i))
 	}
+	ct := &countingTransport{next: http.DefaultTransport}
 	g := newGossiper(t, gossip.Config{Store: local.store, Peers: peers, Concurrency: 2, PeerTimeout: 200 * time.Millisecond,
-		Self: gossip.Self{ControlURL: local.url}})
+		Client: &http.Client{Transport: ct}, Self: gossip.Self{ControlURL: local.url}})
 	rd, _ := g.RunRound(context.Background())
-	mu.Lock()
-	defer mu.Unlock()
-	if rd.Failed != 4 || most > 2 {
-		t.Fatalf("round %+v, at most %d requests at once (want ≤ 2)", rd, most)
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if rd.Failed != 4 || ct.most > 2 || ct.total != 4 {
+		t.Fatalf("round %+v, %d requests, at most %d at once (want 4, ≤ 2)", rd, ct.total, ct.most)
 	}
 	if rd.Elapsed < 400*time.Millisecond {
 		t.Fatalf("4 hanging peers with 2 workers took only %v", rd.Elapsed)
 	}
+}
+
+type countingTransport struct {
+	next                  http.RoundTripper
+	mu                    sync.Mutex
+	inFlight, most, total int
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.inFlight++
+	c.total++
+	c.most = max(c.most, c.inFlight)
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.inFlight--; c.mu.Unlock() }()
+	return c.next.RoundTrip(r)
 }
 
 // A failing peer is skipped for a jittered, doubling backoff; when it
