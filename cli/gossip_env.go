@@ -37,7 +37,10 @@ func ParseGossipEnv(lookup LookupFunc, peersFlag string) GossipEnv {
 	var g GossipEnv
 	get := func(k string) string { v, _ := lookup(k); return strings.TrimSpace(v) }
 
-	g.Self.ScopeID = get(EnvScopeID)
+	g.Self.ScopeID, g.Self.ControlURL = gossip.ScopeIDDefault, gossip.ControlURLDefault
+	if v := get(EnvScopeID); v != "" {
+		g.Self.ScopeID = v
+	}
 	if raw, _ := lookup(EnvControlAddr); raw != "" { // raw, as SPEC 13.1 says
 		g.Self.ControlURL = raw
 	}

@@ -47,7 +47,7 @@ func TestParseGossipEnv(t *testing.T) {
 	if !slices.Equal(g.Peers, []string{"http://127.0.0.1:9"}) {
 		t.Fatalf("flag did not replace the variable: %q", g.Peers)
 	}
-	if g.Self.Public || g.Self.SigningKey != nil || g.Self.TaskKinds != nil || g.Self.ScopeID != "" || g.Self.ControlURL != "" {
+	if g.Self.Public || g.Self.SigningKey != nil || g.Self.TaskKinds != nil || g.Self.ScopeID != "unknown" || g.Self.ControlURL != "http://127.0.0.1:9847" {
 		t.Fatalf("self %+v", g.Self)
 	}
 	if len(g.Warnings) != 2 {

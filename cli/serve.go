@@ -310,6 +310,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		}
 		sweepWG.Add(1)
 		go func() { defer sweepWG.Done(); g.Run(sweepCtx) }()
+		log.Info("federation gossip on", "interval", o.GossipInterval, "bootstrap_peers", len(genv.Peers),
+			"scope_id", genv.Self.ScopeID, "control_url", genv.Self.ControlURL, "signed", genv.Self.SigningKey != nil,
+			"bearer", genv.Token != "")
 	}
 
 	logStartup(log, &env, dbPath, url, o, acfg.Attestor != nil)
