@@ -14,7 +14,7 @@ const bearerPrefix = "Bearer " // exact: capital B, one space (SPEC 3.3)
 // withAuth authenticates every request except the unauthenticated paths,
 // before the router and before any body is read (SPEC 2.1 step 2): unknown
 // paths are authenticated too, so 401 beats 404. The role goes into the
-// request context for the handler's role check.
+// request context for the route's role check (serveRoute).
 func (s *Server) withAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.public[r.URL.Path] {

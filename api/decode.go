@@ -18,13 +18,9 @@ const (
 
 // decode reads a JSON body into dst in SPEC 2.1's order: 415 wrong content
 // type, 413 too large, 400 not JSON, 422 wrong types or missing fields. It
-// runs before the role check. Bad input never becomes a 500.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
-	return s.decodeLimit(w, r, dst, s.maxBody)
-}
-
-// decodeLimit is decode with a body limit of its own.
-func (s *Server) decodeLimit(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
+// runs before the role check, for every route with a body (serveRoute);
+// limit is the route's body limit. Bad input never becomes a 500.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return &httpError{http.StatusUnsupportedMediaType, textUnsupportedType}
 	}

@@ -203,7 +203,7 @@ func (s *Server) serveRoute(w http.ResponseWriter, r *http.Request, rt *route) e
 			limit = min(limit, rt.handle.maxBody)
 		}
 		body = rt.handle.newBody()
-		if err := s.decodeLimit(w, r, body, limit); err != nil {
+		if err := s.decode(w, r, body, limit); err != nil {
 			return err
 		}
 	}

@@ -204,6 +204,15 @@ func (g *Gossiper) RunRound(ctx context.Context) (Round, error) {
 	now := g.cfg.Clock.Now()
 	var due []string
 	g.mu.Lock()
+	current := make(map[string]bool, len(targets))
+	for _, p := range targets {
+		current[p] = true
+	}
+	for p := range g.peers { // forget peers no longer in the directory
+		if !current[p] {
+			delete(g.peers, p)
+		}
+	}
 	for _, p := range targets {
 		if st := g.peers[p]; st != nil && now.Before(st.next) {
 			rd.Skipped++
