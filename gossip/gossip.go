@@ -399,7 +399,12 @@ func (g *Gossiper) exchange(ctx context.Context, peer string, body []byte) peerR
 	st.failures++
 	st.lastErr = err.Error()
 	st.next = now.Add(g.backoff(st.failures))
-	g.log.Warn("gossip peer failed", "peer", peer, "failures", st.failures, "retry_after", st.next.Sub(now).Round(time.Second), "err", err)
+	level := slog.LevelDebug // a peer that keeps failing is in the round summary
+	if res.newlyDown {
+		level = slog.LevelWarn
+	}
+	g.log.Log(ctx, level, "gossip peer failed", "peer", peer, "failures", st.failures,
+		"retry_after", st.next.Sub(now).Round(time.Second), "err", err)
 	return res
 }
 
