@@ -77,10 +77,12 @@ type FederationMerge struct {
 // Changed reports whether the merge wrote anything.
 func (m FederationMerge) Changed() bool { return m.Added+m.Replaced > 0 }
 
-// MergeFederation applies a peer's directory in one transaction: each entry
-// replaces or appends by scope_id, except entries for ownScope, which are
-// never added (SPEC 2.20). The caller has checked every entry. Past
-// maxEntries new scopes are counted as refused.
+// MergeFederation applies a peer's directory: each entry replaces or
+// appends by scope_id, except entries for ownScope, which are never added
+// (SPEC 2.20). The entries that change something are written in one
+// transaction; when none does, nothing is written. The caller has checked
+// every entry and bounds how many it passes. Past maxEntries new scopes are
+// counted as refused.
 func (s *Store) MergeFederation(entries []wire.MeshDirectoryEntry, ownScope string, maxEntries int) (FederationMerge, error) {
 	var m FederationMerge
 	// Steady-state gossip repeats what we hold: find the entries that would
