@@ -11,21 +11,14 @@ import (
 )
 
 // deliver answers POST /v1/populi/a2a/deliver (SPEC 2.9).
-func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.DeliverRequest
-	if err := s.decode(w, r, &req); err != nil {
+func (s *Server) deliver(w http.ResponseWriter, r *http.Request, req *wire.DeliverRequest) error {
+	if err := store.ValidateDeliver(req); err != nil { // steps 1-3, trims the ids
 		return err
 	}
-	if err := authorize(r, rt); err != nil {
+	if err := s.checkAttestation(req); err != nil { // step 4
 		return err
 	}
-	if err := store.ValidateDeliver(&req); err != nil { // steps 1-3, trims the ids
-		return err
-	}
-	if err := s.checkAttestation(&req); err != nil { // step 4
-		return err
-	}
-	id, err := s.store.Deliver(req, "") // step 5 (idempotency) and storage
+	id, err := s.store.Deliver(*req, "") // step 5 (idempotency) and storage
 	if err != nil {
 		return err
 	}
@@ -34,14 +27,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, rt *route) erro
 
 // inbox answers POST /v1/populi/a2a/inbox (SPEC 2.10): a listing without a
 // claimer, else a claim, which may long-poll for wait_ms (issue 9).
-func (s *Server) inbox(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.InboxRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) inbox(w http.ResponseWriter, r *http.Request, req *wire.InboxRequest) error {
 	claimer := strings.TrimSpace(wire.Str(req.ClaimerNodeID))
 	if claimer == "" {
 		msgs, err := s.store.ListInbox(req.ReceiverAgentID, req.MaxMessages, req.BeforeMessageID)
@@ -84,14 +70,7 @@ func (s *Server) waitFor(ms *uint64) time.Duration {
 
 // ack answers POST /v1/populi/a2a/ack (SPEC 2.11; lease_token fencing,
 // issue 9).
-func (s *Server) ack(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.AckRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) ack(w http.ResponseWriter, r *http.Request, req *wire.AckRequest) error {
 	if err := s.store.Ack(req.ReceiverAgentID, req.MessageID, req.LeaseToken); err != nil {
 		return err
 	}
@@ -99,14 +78,7 @@ func (s *Server) ack(w http.ResponseWriter, r *http.Request, rt *route) error {
 }
 
 // leaseRenew answers POST /v1/populi/a2a/lease-renew (SPEC 2.12).
-func (s *Server) leaseRenew(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.LeaseRenewRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) leaseRenew(w http.ResponseWriter, r *http.Request, req *wire.LeaseRenewRequest) error {
 	if _, err := s.store.RenewInboxLease(req.ReceiverAgentID, req.MessageID, req.ClaimerNodeID, req.LeaseToken); err != nil {
 		return err
 	}
@@ -115,15 +87,8 @@ func (s *Server) leaseRenew(w http.ResponseWriter, r *http.Request, rt *route) e
 
 // nack answers POST /v1/populi/a2a/nack (issue 9): the holder gives a row
 // back, claimable again after retry_after_ms or the default backoff.
-func (s *Server) nack(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.NackRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
-	if err := s.store.Nack(req); err != nil {
+func (s *Server) nack(w http.ResponseWriter, r *http.Request, req *wire.NackRequest) error {
+	if err := s.store.Nack(*req); err != nil {
 		return err
 	}
 	return noContent(w)

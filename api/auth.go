@@ -14,10 +14,10 @@ const bearerPrefix = "Bearer " // exact: capital B, one space (SPEC 3.3)
 // withAuth authenticates every request except the unauthenticated paths,
 // before the router and before any body is read (SPEC 2.1 step 2): unknown
 // paths are authenticated too, so 401 beats 404. The role goes into the
-// request context for the handler's role check.
+// request context for the route's role check (serveRoute).
 func (s *Server) withAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == pathHealth || r.URL.Path == pathBootstrap {
+		if s.public[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -81,8 +81,9 @@ func bearer(h string) (string, bool) {
 	return tok, tok != ""
 }
 
-// authorize is the handler-side role check (SPEC 3.5): after body decoding,
-// before validation. A denied caller gets the route's 403 text.
+// authorize is the route's role check (SPEC 3.5), run by serveRoute after
+// body decoding and before the handler. A denied caller gets the route's
+// 403 text.
 func authorize(r *http.Request, rt *route) error {
 	role, _ := r.Context().Value(ctxRole).(Role)
 	if allowed(rt.class, role) {

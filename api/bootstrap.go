@@ -12,12 +12,9 @@ import (
 
 // bootstrapExchange answers POST /v1/populi/bootstrap/exchange (SPEC 4 with
 // 16.5's fixes, applied atomically by the store). Unauthenticated. The body
-// is decoded first, so a missing field is 422 even when the feature is off.
-func (s *Server) bootstrapExchange(w http.ResponseWriter, r *http.Request, _ *route) error {
-	var req wire.BootstrapExchangeRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
+// is decoded first (by the route adapter), so a missing field is 422 even
+// when the feature is off.
+func (s *Server) bootstrapExchange(w http.ResponseWriter, _ *http.Request, req *wire.BootstrapExchangeRequest) error {
 	bc := s.cfg.Bootstrap
 	if bc.Token == "" {
 		return wire.ErrBootstrapDisabled

@@ -73,11 +73,15 @@ type Config struct {
 	ReportedScopeID *string
 	// MaxWait caps long-poll claims; default store.MaxWait.
 	MaxWait time.Duration
+	// FederationMaxEntries caps the federation directory; default
+	// federation.MaxEntries.
+	FederationMaxEntries int
 }
 
 // MaxBodyBytesDefault is SPEC 11's default body limit.
 const MaxBodyBytesDefault = 524288
 
 // FeatureHeader is the constant x-populi-feature value (SPEC 12) followed by
-// issue 9's additive tokens.
-const FeatureHeader = "mesh-auth-v1,a2a-observe-v1,quarantine-v1,maintenance-v1,maintenance-deadline-v1,lease-renew-v1,exec-lease-v1,exec-lease-admin-revoke-v1,exec-lease-persist-v1,a2a-inbox-limit-v1,jwt-bearer-v1,result-attest-v1,detached-results-v1,lease-fencing-v1,a2a-dead-letter-v1,a2a-nack-v1,a2a-long-poll-v1,queue-stats-by-state-v1"
+// issue 9's additive tokens and issue 17's federation-persist-v1 (the directory
+// is durable, SPEC 16.29).
+const FeatureHeader = "mesh-auth-v1,a2a-observe-v1,quarantine-v1,maintenance-v1,maintenance-deadline-v1,lease-renew-v1,exec-lease-v1,exec-lease-admin-revoke-v1,exec-lease-persist-v1,a2a-inbox-limit-v1,jwt-bearer-v1,result-attest-v1,detached-results-v1,lease-fencing-v1,a2a-dead-letter-v1,a2a-nack-v1,a2a-long-poll-v1,queue-stats-by-state-v1,federation-persist-v1"

@@ -18,15 +18,16 @@ const (
 
 // decode reads a JSON body into dst in SPEC 2.1's order: 415 wrong content
 // type, 413 too large, 400 not JSON, 422 wrong types or missing fields. It
-// runs before the role check. Bad input never becomes a 500.
-func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any) error {
+// runs before the role check, for every route with a body (serveRoute);
+// limit is the route's body limit. Bad input never becomes a 500.
+func (s *Server) decode(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return &httpError{http.StatusUnsupportedMediaType, textUnsupportedType}
 	}
-	if r.ContentLength > s.maxBody {
+	if r.ContentLength > limit {
 		return &httpError{http.StatusRequestEntityTooLarge, textTooLarge}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

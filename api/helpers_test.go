@@ -39,6 +39,7 @@ type opts struct {
 	attestor      api.Attestor
 	limiter       api.RateLimiter
 	maxWait       time.Duration
+	fedMax        int
 }
 
 // bundle is what a test needs: the shared in-process server (real server
@@ -62,7 +63,7 @@ func setup(t *testing.T, o opts) *bundle {
 		Start: t0, LeaseTTL: o.leaseTTL, MaxMessages: o.maxMessages, MaxDeliveries: o.maxDeliveries,
 		Tokens: o.tokens, ScopeID: o.scope, ReportedScopeID: o.reportedScope, StalePruneMs: o.stalePruneMs,
 		MaxBody: o.maxBody, MaxWait: o.maxWait, Bootstrap: o.bootstrap, RateLimiter: o.limiter,
-		JWT: o.jwt, JWTEnabled: o.jwtEnabled, Attestor: o.attestor,
+		JWT: o.jwt, JWTEnabled: o.jwtEnabled, Attestor: o.attestor, FedMaxEntries: o.fedMax,
 	})
 	b.clock = b.ts.Clk
 	b.sync()

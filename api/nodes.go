@@ -7,7 +7,7 @@ import (
 )
 
 // health answers GET /health (SPEC 2.3): never authenticated.
-func (s *Server) health(w http.ResponseWriter, _ *http.Request, _ *route) error {
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("ok\n"))
@@ -15,10 +15,7 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request, _ *route) error 
 }
 
 // listNodes answers GET /v1/populi/nodes (SPEC 2.4, 10).
-func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, rt *route) error {
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	reg, err := s.store.ListNodes(s.cfg.StalePruneMs)
 	if err != nil {
 		return err
@@ -27,27 +24,20 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, rt *route) er
 }
 
 // join answers POST /v1/populi/join (SPEC 2.5, 9.1).
-func (s *Server) join(w http.ResponseWriter, r *http.Request, rt *route) error {
-	return s.upsertNode(w, r, rt, s.store.Join)
+func (s *Server) join(w http.ResponseWriter, _ *http.Request, rec *wire.NodeRecord) error {
+	return s.upsertNode(w, rec, s.store.Join)
 }
 
 // heartbeat answers POST /v1/populi/heartbeat (SPEC 2.6, 9.2).
-func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, rt *route) error {
-	return s.upsertNode(w, r, rt, s.store.Heartbeat)
+func (s *Server) heartbeat(w http.ResponseWriter, _ *http.Request, rec *wire.NodeRecord) error {
+	return s.upsertNode(w, rec, s.store.Heartbeat)
 }
 
-func (s *Server) upsertNode(w http.ResponseWriter, r *http.Request, rt *route, op func(wire.NodeRecord) (wire.NodeRecord, error)) error {
-	var rec wire.NodeRecord
-	if err := s.decode(w, r, &rec); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) upsertNode(w http.ResponseWriter, rec *wire.NodeRecord, op func(wire.NodeRecord) (wire.NodeRecord, error)) error {
 	if err := s.checkScope(rec.ScopeID); err != nil {
 		return err
 	}
-	out, err := op(rec) // rejects a blank id (SPEC 16.17)
+	out, err := op(*rec) // rejects a blank id (SPEC 16.17)
 	if err != nil {
 		return err
 	}
@@ -67,14 +57,7 @@ func (s *Server) checkScope(scope *string) error {
 }
 
 // leave answers POST /v1/populi/leave (SPEC 2.7): exact id, 204 or empty 404.
-func (s *Server) leave(w http.ResponseWriter, r *http.Request, rt *route) error {
-	var req wire.LeaveRequest
-	if err := s.decode(w, r, &req); err != nil {
-		return err
-	}
-	if err := authorize(r, rt); err != nil {
-		return err
-	}
+func (s *Server) leave(w http.ResponseWriter, r *http.Request, req *wire.LeaveRequest) error {
 	if err := s.store.Leave(req.ID); err != nil {
 		return err
 	}

@@ -42,6 +42,8 @@ var authRoutes = []routeCase{
 	{"POST", "/v1/populi/admin/a2a/requeue", map[string]any{"receiver_agent_id": "2", "message_id": 999}, adminRole, "populi: mesh/admin bearer required for requeue"},
 	{"GET", "/v1/populi/queue/stats", nil, workerPlane, "populi: worker/mesh/admin token required for queue stats"},
 	{"GET", "/metrics", nil, workerPlane, "populi: worker/mesh/admin token required for metrics"},
+	{"GET", "/v1/populi/federation/directory", nil, workerPlane, "populi: token required for federation/directory"},
+	{"POST", "/v1/populi/federation/announce", map[string]any{"entry": fedEntry("roles")}, workerPlane, "populi: token required for federation/announce"},
 }
 
 // TestRoleMatrix checks SPEC 3.5 on every authenticated route: each role

@@ -90,6 +90,8 @@ func TestOpenAPISchemasMatchWire(t *testing.T) {
 		"ExecLeaseList": wire.ExecLeaseList{}, "ExecLeaseRequest": wire.ExecLeaseRequest{}, "RevokeRequest": wire.RevokeRequest{},
 		"QuarantineRequest": wire.QuarantineRequest{}, "MaintenanceRequest": wire.MaintenanceRequest{},
 		"StateCounts": wire.StateCounts{}, "ReceiverStats": wire.ReceiverStats{}, "QueueStats": wire.QueueStats{},
+		"MeshDirectoryEntry": wire.MeshDirectoryEntry{}, "AnnounceRequest": wire.AnnounceRequest{},
+		"FederationDirectory": wire.FederationDirectory{},
 	}
 	for name, v := range types {
 		props, ok := doc.schemas[name]

@@ -19,6 +19,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"populi-db/api"
+	"populi-db/gossip"
 	"populi-db/internal/clock"
 	"populi-db/security"
 	"populi-db/store"
@@ -61,6 +62,11 @@ var serveEnvDocs = []envDoc{
 	{EnvRateLimitPerSec, "50", "rate limit: requests per second per client IP"},
 	{EnvRateLimitBurst, "2 x per-sec", "rate limit: burst size"},
 	{EnvAuthScheme, AuthSchemeDefault, "parsed for compatibility only; jwt-hs256/both log a deprecation warning"},
+	{EnvFederationPeers, "unset", "comma-separated base URLs gossip announces to (--bootstrap-peers overrides)"},
+	{EnvFederationSigningKey, "unset", "standard base64 of a 32-byte Ed25519 seed signing this server's gossip entry; invalid = unsigned + warning"},
+	{EnvControlAddr, gossip.ControlURLDefault, "this server's control_url in its gossip entry (used verbatim)"},
+	{EnvVisibility, "unset", "`public` marks this server's gossip entry public"},
+	{EnvDonationPolicy, "unset", "donation policy JSON; its slots' task kinds go in the gossip entry"},
 }
 
 func serveDescription() string {
@@ -104,6 +110,8 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key file for --tls-cert"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
 			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
+			&ucli.StringFlag{Name: "bootstrap-peers", Usage: "comma-separated base URLs of federation peers to gossip with; overrides $" + EnvFederationPeers},
+			&ucli.DurationFlag{Name: "gossip-interval", Value: gossip.IntervalDefault, Usage: "federation gossip period (first round at start); 0 disables gossip"},
 		}, storageFlags()...),
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
@@ -117,6 +125,8 @@ func serveCommand() *ucli.Command {
 				LogLevel:        c.String("log-level"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"),
 				Storage:         storageOptionsFrom(c),
+				BootstrapPeers:  c.String("bootstrap-peers"),
+				GossipInterval:  c.Duration("gossip-interval"),
 				Stdout:          c.App.Writer,
 				Stderr:          c.App.ErrWriter,
 				Lookup:          osLookup(),
@@ -127,8 +137,9 @@ func serveCommand() *ucli.Command {
 
 type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
+	BootstrapPeers                                      string
 	AllowOpen                                           bool
-	SweepInterval, ShutdownTimeout                      time.Duration
+	SweepInterval, ShutdownTimeout, GossipInterval      time.Duration
 	Storage                                             storageOptions
 	Stdout, Stderr                                      io.Writer
 	Lookup                                              LookupFunc
@@ -211,6 +222,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.SweepInterval < 0 {
 		return fmt.Errorf("--sweep-interval must not be negative (got %s)", o.SweepInterval)
 	}
+	if o.GossipInterval < 0 {
+		return fmt.Errorf("--gossip-interval must not be negative (got %s)", o.GossipInterval)
+	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = ShutdownTimeoutDefault
 	}
@@ -223,7 +237,8 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("create db directory: %w", err)
 	}
 
-	for _, w := range append(env.Warnings, env.SetupWarnings()...) {
+	genv := ParseGossipEnv(o.Lookup, o.BootstrapPeers)
+	for _, w := range append(append(env.Warnings, env.SetupWarnings()...), genv.Warnings...) {
 		log.Warn(w)
 	}
 
@@ -287,6 +302,22 @@ func runServe(ctx context.Context, o serveOptions) error {
 		sw := sweep.New(st, o.SweepInterval, log)
 		sweepWG.Add(1)
 		go func() { defer sweepWG.Done(); sw.Run(sweepCtx) }()
+	}
+
+	if o.GossipInterval > 0 {
+		// Gossip runs beside the sweeper and stops with it.
+		g, err := gossip.New(gossip.Config{
+			Store: st, Self: genv.Self, Peers: genv.Peers, Token: genv.Token,
+			Interval: o.GossipInterval, Clock: clk, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("start gossip: %w", err)
+		}
+		sweepWG.Add(1)
+		go func() { defer sweepWG.Done(); g.Run(sweepCtx) }()
+		log.Info("federation gossip on", "interval", o.GossipInterval, "bootstrap_peers", len(genv.Peers),
+			"scope_id", genv.Self.ScopeID, "control_url", genv.Self.ControlURL, "signed", genv.Self.SigningKey != nil,
+			"bearer", genv.Token != "")
 	}
 
 	logStartup(log, &env, dbPath, url, o, acfg.Attestor != nil)
@@ -370,6 +401,7 @@ func logStartup(log *slog.Logger, env *ServerEnv, dbPath, url string, o serveOpt
 		"max_body_bytes", env.API.MaxBodyBytes,
 		"stale_prune_ms", env.API.StalePruneMs,
 		"sweep_interval", sweepDesc,
+		"gossip_interval", o.GossipInterval.String(),
 	)
 	if env.OpenMode() {
 		log.Warn("open mode: no secret configured, every request is fully privileged; set " + EnvMeshToken + " (see `populi-db init`) before exposing this server")

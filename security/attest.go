@@ -11,6 +11,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	"populi-db/api"
+	"populi-db/internal/edpoint"
 	"populi-db/wire"
 )
 
@@ -63,8 +64,8 @@ func NewAttestor(verifyKey string, log *slog.Logger) api.Attestor {
 		log.Warn("result attestation disabled: " + VerifyKeyEnv + " is not 64 hex characters or standard base64 of 32 bytes; attested deliveries get 503")
 		return nil
 	}
-	p, isPoint := decodeEdPoint(key)
-	a := &attestor{key: ed25519.PublicKey(key), keyIsPoint: isPoint, smallOrder: isPoint && p.hasSmallOrder()}
+	p, isPoint := edpoint.Decode(key)
+	a := &attestor{key: ed25519.PublicKey(key), keyIsPoint: isPoint, smallOrder: isPoint && edpoint.HasSmallOrder(p)}
 	switch {
 	case !a.keyIsPoint:
 		log.Warn(VerifyKeyEnv + " is not a valid Ed25519 public key (not a curve point); attested deliveries will be rejected with 400")
@@ -149,7 +150,7 @@ func (a *attestor) VerifyDelivery(req *wire.DeliverRequest) error {
 	if len(sig) != ed25519.SignatureSize {
 		return ErrSignatureLength
 	}
-	if a.smallOrder || smallOrderEncoding(sig[:32]) || !ed25519.Verify(a.key, digest, sig) {
+	if a.smallOrder || edpoint.SmallOrderEncoding(sig[:32]) || !ed25519.Verify(a.key, digest, sig) {
 		return ErrSignatureInvalid
 	}
 	return nil

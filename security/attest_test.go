@@ -14,6 +14,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	"populi-db/api"
+	"populi-db/internal/edpoint"
 	"populi-db/wire"
 )
 
@@ -245,7 +246,7 @@ func notAPoint(t *testing.T) []byte {
 	for y := 2; y < 1000; y++ {
 		b := make([]byte, 32)
 		b[0], b[1] = byte(y), byte(y>>8)
-		if _, ok := decodeEdPoint(b); !ok {
+		if !edpoint.IsPoint(b) {
 			return b
 		}
 	}

@@ -45,6 +45,9 @@ var (
 	bJTI        = []byte("jwt_jti")   // jti → purge time, Unix seconds(8)
 	bJTIByPurge = []byte("jwt_purge") // purge(8) ‖ jti → nil
 	bBootstrap  = []byte("bootstrap") // hex(blake3(token)) → bootstrapState JSON
+
+	bFedDir   = []byte("fed_dir")   // seq(8) → MeshDirectoryEntry canonical JSON (directory order = first announcement)
+	bFedScope = []byte("fed_scope") // scope_id → seq(8)
 )
 
 var allBuckets = [][]byte{
@@ -52,6 +55,7 @@ var allBuckets = [][]byte{
 	bRows, bIdem, // the mailbox's other indexes are derived, in memory (memidx.go)
 	bExec, bExecOrder, bExecScope, bExecByExp,
 	bJTI, bJTIByPurge, bBootstrap,
+	bFedDir, bFedScope,
 }
 
 // Meta keys.
@@ -64,6 +68,8 @@ var (
 	mExecSeq       = []byte("exec_seq")
 	mJTICount      = []byte("jti_count")
 	mAppliedLogSeq = []byte("applied_log_seq") // last write-ahead log record this file holds (commit.go)
+	mFedSeq        = []byte("fed_seq")         // federation directory order
+	mFedCount      = []byte("fed_count")       // federation directory entries
 )
 
 // Counter keys in bCounts: one per row state.

@@ -71,3 +71,14 @@ var (
 	ErrReplayed          = newErr(EUNAUTHORIZED, "unauthorized")
 	ErrTooManyRequests   = newErr(ETOOMANY, "too many requests")
 )
+
+// Federation (SPEC 2.20, Appendix B), plus populi-db's size limits and
+// directory cap (issue 17).
+var (
+	ErrFedSignatureLength = newErr(EINVALID, "populi: invalid signature length (expected 64 bytes)")
+	ErrFedPublicKey       = newErr(EINVALID, "populi: invalid federation public key")
+	ErrFedSignature       = newErr(EINVALID, "populi: invalid federation announcement signature")
+	ErrFedSignaturePair   = newErr(EINVALID, "populi: signature and public_key must be provided together")
+	ErrFedEntryTooLarge   = newErr(EINVALID, "populi: federation entry too large (scope_id, control_url and region_label at most 512 bytes each; at most 64 task_kinds and 256 supported_priorities)")
+	ErrFedDirectoryFull   = newErr(ECONFLICT, "populi: federation directory full (10000 entries); only scopes already listed can be announced")
+)

@@ -45,6 +45,7 @@ type Options struct {
 	StalePruneMs    uint64
 	MaxBody         int64
 	MaxWait         time.Duration
+	FedMaxEntries   int // api.Config.FederationMaxEntries (0: its default)
 	Bootstrap       api.Bootstrap
 	RateLimiter     api.RateLimiter
 
@@ -105,7 +106,7 @@ func (s *Server) start() {
 		Store: st, Logger: o.Log, Tokens: o.Tokens, JWT: o.JWT, JWTEnabled: o.JWTEnabled,
 		Attestor: o.Attestor, RateLimiter: o.RateLimiter, ScopeID: o.ScopeID,
 		StalePruneMs: o.StalePruneMs, MaxBodyBytes: o.MaxBody, Bootstrap: o.Bootstrap,
-		ReportedScopeID: o.ReportedScopeID, MaxWait: o.MaxWait,
+		ReportedScopeID: o.ReportedScopeID, MaxWait: o.MaxWait, FederationMaxEntries: o.FedMaxEntries,
 	}
 	if cfg.JWT == nil && strings.TrimSpace(o.JWTSecret) != "" {
 		cfg.JWT = security.NewJWTVerifier(o.JWTSecret, st, s.Clk)
