@@ -49,6 +49,7 @@ type Config struct {
 	MaxDeliveries  int // 0 = unlimited
 	ReplayCapacity int
 	OpenTimeout    time.Duration // file lock wait
+	OpenMode                     // tools: read-only, no index rebuild, no commit loop (openmode.go)
 }
 
 // Store is the durable state of one populi-db server.
@@ -75,6 +76,8 @@ type Store struct {
 
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
+
+	fileSchema uint64 // schema version of the file as opened (upgrade.go)
 }
 
 // ErrClosed is returned by operations on a closed store.
@@ -108,15 +111,13 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.OpenTimeout == 0 {
 		cfg.OpenTimeout = OpenTimeoutDefault
 	}
+	if err := preflight(cfg); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("create db directory: %w", err)
 	}
-	db, err := bbolt.Open(cfg.Path, 0o600, &bbolt.Options{
-		Timeout:         cfg.OpenTimeout,
-		NoFreelistSync:  true, // freelist is rebuilt at open; saves a page write per commit
-		FreelistType:    bbolt.FreelistMapType,
-		InitialMmapSize: 1 << 30, // remaps block readers; start big
-	})
+	db, err := bbolt.Open(cfg.Path, 0o600, boltOptions(cfg))
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is another populi-db serving it?)", cfg.Path, ErrLocked)
 	}
@@ -131,35 +132,26 @@ func Open(cfg Config) (*Store, error) {
 		watchers:   make(map[string]chan struct{}),
 		index:      newMemIndex(),
 	}
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
+	init := s.initWrite // upgrade.go
+	if cfg.ReadOnly {
+		init = s.initReadOnly // openmode.go
 	}
-	if err := s.rebuildIndex(); err != nil {
+	if err := init(); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
 	}
-	go s.commitLoop()
+	if !cfg.NoIndexRebuild {
+		if err := s.rebuildIndex(); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	if cfg.NoCommitLoop {
+		close(s.writerDone)
+	} else {
+		go s.commitLoop()
+	}
 	return s, nil
-}
-
-func (s *Store) init() error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("create bucket %s: %w", b, err)
-			}
-		}
-		meta := tx.Bucket(bMeta)
-		v := meta.Get(mSchemaVersion)
-		if v == nil {
-			return meta.Put(mSchemaVersion, u64(SchemaVersion))
-		}
-		if got := getU64(v); got != SchemaVersion {
-			return fmt.Errorf("db schema version %d, this binary speaks %d", got, SchemaVersion)
-		}
-		return nil
-	})
 }
 
 // Path is the db file.
@@ -180,6 +172,9 @@ func (s *Store) Close() error {
 	s.inflight.Wait()
 	close(s.stop)
 	<-s.writerDone
+	if s.cfg.ReadOnly {
+		return s.db.Close()
+	}
 	if err := s.saveSeqs(); err != nil {
 		s.log.Error("saving id counters at close", "err", err)
 	}
@@ -215,6 +210,9 @@ func (s *Store) update(fn func(*txn) error) error {
 	s.inflight.Add(1)
 	s.mu.RUnlock()
 	defer s.inflight.Done()
+	if s.cfg.NoCommitLoop {
+		return s.solo(fn)
+	}
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
 	s.writes <- r
 	return <-r.done
