@@ -65,6 +65,8 @@ var routes = []route{
 	{"POST", "/v1/populi/admin/exec-lease/revoke", classAdmin, deny("populi: mesh/admin bearer required for exec lease revoke"), (*Server).execRevoke},
 	{"POST", "/v1/populi/admin/a2a/dead", classAdmin, deny("populi: mesh/admin bearer required for dead letters"), (*Server).deadList},
 	{"POST", "/v1/populi/admin/a2a/requeue", classAdmin, deny("populi: mesh/admin bearer required for requeue"), (*Server).requeue},
+	{"GET", "/v1/populi/admin/backup", classAdmin, deny("populi: mesh/admin bearer required for backup"), (*Server).backup},
+	{"GET", "/v1/populi/admin/stats", classAdmin, deny("populi: mesh/admin bearer required for db stats"), (*Server).dbStats},
 	{"GET", "/v1/populi/queue/stats", classWorker, deny("populi: worker/mesh/admin token required for queue stats"), (*Server).queueStats},
 	{"GET", "/metrics", classWorker, deny("populi: worker/mesh/admin token required for metrics"), (*Server).metricsScrape},
 }
