@@ -233,6 +233,9 @@ func runServe(ctx context.Context, o serveOptions) error {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("database %s is locked: another populi-db is serving it (stop it, or pass a different --db)", dbPath)
 		}
+		if errors.Is(err, store.ErrDamaged) || errors.Is(err, store.ErrSchemaNewer) {
+			return err // already names the file, the problem and what to do
+		}
 		return fmt.Errorf("open database %s: %w", dbPath, err)
 	}
 	storeClosed := false

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strconv"
 	"time"
@@ -37,7 +38,13 @@ func (r CheckReport) OK() bool { return len(r.Findings) == 0 }
 // or locked by a running server.
 func CheckFile(path string, lockWait time.Duration) (CheckReport, error) {
 	rep := CheckReport{Path: path, Findings: []Finding{}}
-	s, err := Open(Config{Path: path, OpenTimeout: lockWait, OpenMode: OpenMode{ReadOnly: true, NoIndexRebuild: true, NoCommitLoop: true}})
+	// A damaged meta page that bbolt survives is still damage to report.
+	if _, warnings, err := InspectFile(path, false, lockWait); err == nil {
+		for _, w := range warnings {
+			rep.Findings = append(rep.Findings, Finding{"file", w})
+		}
+	}
+	s, err := Open(Config{Path: path, OpenTimeout: lockWait, Logger: slog.New(slog.DiscardHandler), OpenMode: OpenMode{ReadOnly: true, NoIndexRebuild: true, NoCommitLoop: true}})
 	var dmg *DamageError
 	switch {
 	case errors.As(err, &dmg):

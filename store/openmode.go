@@ -63,12 +63,15 @@ func preflight(cfg Config) error {
 	case st.IsDir():
 		return fmt.Errorf("open %s: is a directory, not a database file", cfg.Path)
 	}
-	findings, err := InspectFile(cfg.Path, !cfg.ReadOnly, cfg.OpenTimeout)
+	findings, warnings, err := InspectFile(cfg.Path, !cfg.ReadOnly, cfg.OpenTimeout)
 	if err != nil {
 		return err
 	}
 	if len(findings) > 0 {
 		return &DamageError{Path: cfg.Path, Findings: findings}
+	}
+	for _, w := range warnings {
+		cfg.Logger.Warn("database file: "+w, "path", cfg.Path)
 	}
 	return nil
 }

@@ -75,25 +75,27 @@ func (m boltMeta) problem(n int) string {
 // when bbolt can safely open the file), or an error when the file cannot be
 // read at all (missing, or locked by a server). exclusive takes the same
 // lock a writer would; otherwise a shared one, like a read-only open.
-func InspectFile(path string, exclusive bool, lockWait time.Duration) ([]string, error) {
+// warnings are problems bbolt survives: one damaged meta page (a torn meta
+// write is a crash bbolt is built to survive: it uses the other one).
+func InspectFile(path string, exclusive bool, lockWait time.Duration) (findings, warnings []string, err error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open %s: no such database file", path)
+		return nil, nil, fmt.Errorf("open %s: no such database file", path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
 	if err := lockFile(f, exclusive, lockWait); err != nil {
-		return nil, fmt.Errorf("open %s: %w (is another populi-db serving it?)", path, ErrLocked)
+		return nil, nil, fmt.Errorf("open %s: %w (is another populi-db serving it?)", path, ErrLocked)
 	}
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("stat %s: %w", path, err)
+		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	w := &pageWalk{f: f, size: st.Size(), seen: map[uint64]bool{}}
 	w.run()
-	return w.findings, w.ioErr
+	return w.findings, w.warnings, w.ioErr
 }
 
 type pageWalk struct {
@@ -103,6 +105,7 @@ type pageWalk struct {
 	hwm      uint64
 	seen     map[uint64]bool
 	findings []string
+	warnings []string
 	ioErr    error
 }
 
@@ -155,10 +158,10 @@ func (w *pageWalk) run() {
 		}
 		return
 	case !m0.valid():
-		w.find("%s (bbolt would fall back to meta page 1)", m0.problem(0))
+		w.warnings = append(w.warnings, fmt.Sprintf("%s: bbolt uses meta page 1 (the previous commit) and rewrites page 0 at the next commit", m0.problem(0)))
 		m = m1
 	case !m1.valid():
-		w.find("%s (bbolt would fall back to meta page 0)", m1.problem(1))
+		w.warnings = append(w.warnings, fmt.Sprintf("%s: bbolt uses meta page 0 (the previous commit) and rewrites page 1 at the next commit", m1.problem(1)))
 		m = m0
 	case m1.txid > m0.txid:
 		m = m1
