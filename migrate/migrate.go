@@ -1,6 +1,7 @@
 package migrate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -245,9 +246,11 @@ func parseA2A(f *legacyFile, set *store.ImportSet, rep *Report, p *progress) (in
 	rows := make([]wire.StoredMessage, 0, len(els))
 	required := []string{"id", "sender_agent_id", "receiver_agent_id", "message_type", "payload", "created_unix_ms", "acknowledged"}
 	for _, el := range els {
-		var m wire.StoredMessage
-		if err := f.record(el, &m, rowFields, required); err != nil {
-			return 0, err
+		m, ok := fastRow(el.raw)
+		if !ok { // unknown fields or a missing one: the slow path says which
+			if err := f.record(el, &m, rowFields, required); err != nil {
+				return 0, err
+			}
 		}
 		line := f.line(el.off)
 		if first, dup := seen[m.ID]; dup {
@@ -391,4 +394,40 @@ func joinInts(v []int) string {
 		s[i] = fmt.Sprint(n)
 	}
 	return strings.Join(s, ", ")
+}
+
+type plainRow wire.StoredMessage // without StoredMessage's UnmarshalJSON
+
+// rowIn decodes a legacy row in one pass: the outer pointer fields shadow
+// plainRow's so a missing required field or priority is seen.
+type rowIn struct {
+	plainRow
+	ID              *uint64 `json:"id"`
+	SenderAgentID   *string `json:"sender_agent_id"`
+	ReceiverAgentID *string `json:"receiver_agent_id"`
+	MessageType     *string `json:"message_type"`
+	Payload         *string `json:"payload"`
+	CreatedUnixMs   *uint64 `json:"created_unix_ms"`
+	Acknowledged    *bool   `json:"acknowledged"`
+	Priority        *uint8  `json:"priority"`
+}
+
+// fastRow decodes a row that has every required field and no unknown one
+// (the common case, one decode); ok is false otherwise.
+func fastRow(raw []byte) (wire.StoredMessage, bool) {
+	var r rowIn
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil || r.ID == nil || r.SenderAgentID == nil || r.ReceiverAgentID == nil ||
+		r.MessageType == nil || r.Payload == nil || r.CreatedUnixMs == nil || r.Acknowledged == nil {
+		return wire.StoredMessage{}, false
+	}
+	m := wire.StoredMessage(r.plainRow)
+	m.ID, m.SenderAgentID, m.ReceiverAgentID, m.MessageType = *r.ID, *r.SenderAgentID, *r.ReceiverAgentID, *r.MessageType
+	m.Payload, m.CreatedUnixMs, m.Acknowledged = *r.Payload, *r.CreatedUnixMs, *r.Acknowledged
+	m.Priority = wire.DefaultPriority
+	if r.Priority != nil {
+		m.Priority = *r.Priority
+	}
+	return m, true
 }

@@ -28,6 +28,9 @@ type legacyFile struct {
 	data []byte
 	// unknown counts records per unknown field name (reported, then ignored).
 	unknown map[string]int
+	// lineCol's memo: newlines before cacheOff.
+	cacheOff  int64
+	cacheLine int
 }
 
 func (f *legacyFile) lineCol(off int64) (int, int) {
@@ -37,9 +40,15 @@ func (f *legacyFile) lineCol(off int64) (int, int) {
 	if off > int64(len(f.data)) {
 		off = int64(len(f.data))
 	}
-	before := f.data[:off]
-	line := bytes.Count(before, []byte{'\n'}) + 1
-	col := int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	// Offsets mostly grow: count newlines from the last answer, not from
+	// the start (a 100,000-record file asks once per record).
+	if off < f.cacheOff {
+		f.cacheOff, f.cacheLine = 0, 0
+	}
+	f.cacheLine += bytes.Count(f.data[f.cacheOff:off], []byte{'\n'})
+	f.cacheOff = off
+	line := f.cacheLine + 1
+	col := int(off) - (bytes.LastIndexByte(f.data[:off], '\n') + 1) + 1
 	return line, col
 }
 
@@ -57,7 +66,7 @@ func (f *legacyFile) decodeErr(err error, base int64, fallback int64) error {
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &syn):
-		return f.errAt(base+syn.Offset, "%v", syn)
+		return f.errAt(base+syn.Offset-1, "%v", syn) // Offset is just past the bad byte
 	case errors.As(err, &typ):
 		return f.errAt(base+typ.Offset, "%v", typ)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
@@ -113,7 +122,7 @@ func (f *legacyFile) array(dec *json.Decoder, what string, progress func(off int
 		start := f.skipSpace(dec.InputOffset())
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, f.decodeErr(err, 0, start)
+			return nil, f.decodeErr(err, start, start) // a value's syntax error counts from the value
 		}
 		out = append(out, element{raw, start})
 		if progress != nil && len(out)%1024 == 0 {

@@ -36,6 +36,9 @@ func (t *txn) nextReserved(key []byte, a *seqBlock) (uint64, error) {
 
 // saveSeqs writes the exact last issued values back at Close.
 func (s *Store) saveSeqs() error {
+	if s.msgSeq.next == 0 && s.tokenSeq.next == 0 {
+		return nil // nothing issued: no commit, so the file is unchanged
+	}
 	tx, err := s.db.Begin(true)
 	if err != nil {
 		return err

@@ -38,7 +38,7 @@ func newerSchemaError(v uint64) error {
 // an upgraded one are the same), and upgrades an older file after keeping a
 // copy of it (unless NoUpgradeBackup).
 func (s *Store) initWrite() error {
-	var fresh bool
+	var fresh, complete bool
 	var from uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bMeta)
@@ -47,6 +47,10 @@ func (s *Store) initWrite() error {
 			return nil
 		}
 		from = getU64(meta.Get(mSchemaVersion))
+		complete = true
+		for _, b := range allBuckets {
+			complete = complete && tx.Bucket(b) != nil
+		}
 		return nil
 	})
 	if err != nil {
@@ -59,6 +63,9 @@ func (s *Store) initWrite() error {
 		from = 1
 	}
 	s.fileSchema = from
+	if from == SchemaVersion && complete {
+		return nil // nothing to write: opening a current file never changes it
+	}
 	if !fresh && from < SchemaVersion && !s.cfg.NoUpgradeBackup {
 		copyPath := fmt.Sprintf("%s.schema-v%d.bak", s.cfg.Path, from)
 		n, err := writeFileAtomic(copyPath, s.Backup)
