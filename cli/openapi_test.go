@@ -89,7 +89,7 @@ func TestOpenAPISchemasMatchWire(t *testing.T) {
 		"RequeueRequest": wire.RequeueRequest{}, "ExecGrantRequest": wire.ExecGrantRequest{}, "ExecLease": wire.ExecLease{},
 		"ExecLeaseList": wire.ExecLeaseList{}, "ExecLeaseRequest": wire.ExecLeaseRequest{}, "RevokeRequest": wire.RevokeRequest{},
 		"QuarantineRequest": wire.QuarantineRequest{}, "MaintenanceRequest": wire.MaintenanceRequest{},
-		"StateCounts": wire.StateCounts{}, "ReceiverStats": wire.ReceiverStats{}, "QueueStats": wire.QueueStats{},
+		"StateCounts": wire.StateCounts{}, "ReceiverStats": wire.ReceiverStats{}, "QueueStats": wire.QueueStats{}, "DBStats": wire.DBStats{}, "OldestPending": wire.OldestPending{},
 	}
 	for name, v := range types {
 		props, ok := doc.schemas[name]
