@@ -80,13 +80,13 @@ func writeMigrateReport(out io.Writer, rep *migrate.Report) {
 		}
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "kind\timported\tskipped\talready present\t")
+	fmt.Fprintln(tw, "kind\timported\tskipped\talready present")
 	r := rep.Result
 	for _, row := range []struct {
 		name string
 		c    store.ImportCounts
 	}{{"nodes", r.Nodes}, {"a2a rows", r.Rows}, {"idempotency keys", r.Idem}, {"exec leases", r.Leases}, {"jwt ids", r.JTIs}} {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t\n", row.name, row.c.Imported, row.c.Skipped, row.c.Present)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", row.name, row.c.Imported, row.c.Skipped, row.c.Present)
 	}
 	tw.Flush()
 	if len(rep.Findings) > 0 {

@@ -104,6 +104,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key file for --tls-cert"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
 			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
+			&ucli.BoolFlag{Name: "no-backup", Usage: "upgrade an older database schema without keeping a <db>.schema-v<N>.bak copy first"},
 		},
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
@@ -116,6 +117,7 @@ func serveCommand() *ucli.Command {
 				TLSKey:          c.String("tls-key"),
 				LogLevel:        c.String("log-level"),
 				ShutdownTimeout: c.Duration("shutdown-timeout"),
+				NoUpgradeBackup: c.Bool("no-backup"),
 				Stdout:          c.App.Writer,
 				Stderr:          c.App.ErrWriter,
 				Lookup:          osLookup(),
@@ -126,7 +128,7 @@ func serveCommand() *ucli.Command {
 
 type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
-	AllowOpen                                           bool
+	AllowOpen, NoUpgradeBackup                          bool
 	SweepInterval, ShutdownTimeout                      time.Duration
 	Stdout, Stderr                                      io.Writer
 	Lookup                                              LookupFunc
@@ -228,6 +230,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	clk := clock.Real{}
 	scfg := env.Store
 	scfg.Path, scfg.Clock, scfg.Logger = dbPath, clk, log
+	scfg.NoUpgradeBackup = o.NoUpgradeBackup
 	st, err := store.Open(scfg)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
