@@ -263,3 +263,25 @@ func TestMigrateCommand(t *testing.T) {
 		t.Errorf("check after migrate: %q %v", out, err)
 	}
 }
+
+func TestBackupAndStatsFromStoppedDB(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db, bk := filepath.Join(dir, "p.db"), filepath.Join(dir, "b.db")
+	seedDB(t, db, 25)
+	sum := fileSum(t, db)
+	out, err := runApp(t, "backup", "--db", db, "--out", bk)
+	if err != nil || !strings.Contains(out, "backup written to "+bk) || !strings.Contains(out, "nodes 1, a2a rows 25 (ready 25)") {
+		t.Errorf("backup --db: %q, %v", out, err)
+	}
+	if fileSum(t, db) != sum {
+		t.Error("backup --db changed the source file")
+	}
+	out, err = runApp(t, "stats", "--db", bk)
+	if err != nil || !strings.Contains(out, "ready 25, leased 0") || !strings.Contains(out, "message 1 for receiver 2 (ready)") || !strings.Contains(out, "bucket a2a_rows") {
+		t.Errorf("stats --db:\n%s%v", out, err)
+	}
+	if _, err := runApp(t, "stats", "--db", filepath.Join(dir, "missing.db")); err == nil {
+		t.Error("stats of a missing file: no error")
+	}
+}

@@ -383,3 +383,20 @@ func TestBackupCompactRestore(t *testing.T) {
 		t.Errorf("a second restore: %q, %v (must not overwrite the first .bak)", bak2, err)
 	}
 }
+
+func TestCheckFileOfOlderSchemaIsReadOnly(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "v1.db")
+	writeV1File(t, path)
+	before := fileHash(t, path)
+	rep, err := CheckFile(path, OpenTimeoutDefault)
+	if err != nil || rep.SchemaVersion != 1 || len(rep.Findings) != 1 || rep.Findings[0].Kind != "schema" {
+		t.Errorf("check of a version-1 file: %+v, %v", rep, err)
+	}
+	if fileHash(t, path) != before {
+		t.Error("check upgraded or otherwise changed the file")
+	}
+	if _, err := os.Stat(path + ".schema-v1.bak"); err == nil {
+		t.Error("check made a pre-upgrade copy")
+	}
+}
