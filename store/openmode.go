@@ -91,6 +91,20 @@ func boltOptions(cfg Config) *bbolt.Options {
 	}
 }
 
+// openBolt is bbolt.Open with its panics turned into a DamageError. Loading
+// the freelist of a NoFreelistSync file runs bbolt's page check and panics
+// on the first problem; the page walk checks the same rules first (headers,
+// bounds, references, key order), so this is a last resort: bbolt's check
+// goroutine may still be running and fault after the recover.
+func openBolt(cfg Config) (db *bbolt.DB, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, &DamageError{Path: cfg.Path, Findings: []string{fmt.Sprintf("bbolt could not load the file: %v", p)}}
+		}
+	}()
+	return bbolt.Open(cfg.Path, 0o600, boltOptions(cfg))
+}
+
 // initReadOnly checks what a read-only open can: a populi-db layout whose
 // schema version this binary can read (an older one is read as is).
 func (s *Store) initReadOnly() error {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -71,7 +72,8 @@ func (m boltMeta) problem(n int) string {
 
 // InspectFile walks the bbolt page tree of an existing file without bbolt:
 // meta pages, file size against the high-water mark, and every reachable
-// page's header and element bounds. It returns one finding per problem (nil
+// page's header, element bounds, single reference and key order: what
+// bbolt's freelist scan checks, where a failure panics. It returns one finding per problem (nil
 // when bbolt can safely open the file), or an error when the file cannot be
 // read at all (missing, or locked by a server). exclusive takes the same
 // lock a writer would; otherwise a shared one, like a read-only open.
@@ -178,76 +180,78 @@ func (w *pageWalk) run() {
 		return
 	}
 	if m.freelist != noFreelist {
-		w.page(m.freelist, flagFreelist, 0)
+		w.page(m.freelist, flagFreelist, 0, nil, nil)
 	}
-	w.page(m.root, flagBranch|flagLeaf, 0)
+	w.page(m.root, flagBranch|flagLeaf, 0, nil, nil)
 }
 
 const maxDepth = 64
 
 // page checks page id and what it points at. want is the set of flags it
-// may carry.
-func (w *pageWalk) page(id uint64, want uint16, depth int) {
+// may carry; its keys must lie in [minKey, maxKey) (nil: unbounded), as
+// bbolt's own check requires. It returns the largest key below it.
+func (w *pageWalk) page(id uint64, want uint16, depth int, minKey, maxKey []byte) []byte {
 	if w.ioErr != nil || len(w.findings) >= maxFindings {
-		return
+		return nil
 	}
 	if id < 2 || id >= w.hwm {
 		w.find("page %d: referenced but outside the file's pages [2, %d)", id, w.hwm)
-		return
+		return nil
 	}
 	if w.seen[id] {
 		w.find("page %d: referenced twice", id)
-		return
+		return nil
 	}
 	w.seen[id] = true
 	if depth > maxDepth {
 		w.find("page %d: tree deeper than %d levels", id, maxDepth)
-		return
+		return nil
 	}
 	hdr := w.read(int64(id)*w.pageSize, pageHeaderSize)
 	if hdr == nil {
-		return
+		return nil
 	}
 	le := binary.LittleEndian
 	gotID, flags, overflow := le.Uint64(hdr), le.Uint16(hdr[8:]), le.Uint32(hdr[12:])
 	if gotID != id {
 		w.find("page %d: header names page %d (flags %#x): the page header is damaged", id, gotID, flags)
-		return
+		return nil
 	}
 	if flags&want == 0 || flags&^(flagBranch|flagLeaf|flagMeta|flagFreelist) != 0 || (flags != flagBranch && flags != flagLeaf && flags != flagFreelist) {
 		w.find("page %d: unexpected page type (flags %#x)", id, flags)
-		return
+		return nil
 	}
 	if id+uint64(overflow)+1 > w.hwm {
 		w.find("page %d: overflow of %d pages runs past the file's %d pages", id, overflow, w.hwm)
-		return
+		return nil
 	}
 	for i := uint64(1); i <= uint64(overflow); i++ {
 		w.seen[id+i] = true
 	}
 	if flags == flagFreelist {
-		return
+		return nil
 	}
 	body := w.read(int64(id)*w.pageSize, int64(overflow+1)*w.pageSize)
 	if body == nil {
-		return
+		return nil
 	}
-	w.elements(fmt.Sprintf("page %d", id), body, depth)
+	return w.elements(fmt.Sprintf("page %d", id), body, depth, minKey, maxKey)
 }
 
 // elements checks a branch or leaf page (or an inline bucket's page) and
-// descends into child pages and buckets.
-func (w *pageWalk) elements(where string, p []byte, depth int) {
+// descends into child pages and buckets; it returns the largest key seen.
+func (w *pageWalk) elements(where string, p []byte, depth int, minKey, maxKey []byte) (maxSeen []byte) {
 	le := binary.LittleEndian
 	if len(p) < pageHeaderSize {
 		w.find("%s: shorter than a page header", where)
-		return
+		return maxSeen
 	}
 	flags, count := le.Uint16(p[8:]), int(le.Uint16(p[10:]))
 	if pageHeaderSize+count*elementSize > len(p) {
 		w.find("%s: %d elements do not fit in the page", where, count)
-		return
+		return maxSeen
 	}
+	runningMin := minKey
 	for i := range count {
 		off := pageHeaderSize + i*elementSize
 		e := p[off : off+elementSize]
@@ -256,16 +260,30 @@ func (w *pageWalk) elements(where string, p []byte, depth int) {
 			pos, ksize, child := int(le.Uint32(e)), int(le.Uint32(e[4:])), le.Uint64(e[8:])
 			if off+pos+ksize > len(p) || pos < 0 {
 				w.find("%s: element %d's key lies outside the page", where, i)
-				return
+				return maxSeen
 			}
-			w.page(child, flagBranch|flagLeaf, depth+1)
+			key := p[off+pos : off+pos+ksize]
+			w.keyOrder(where, i, key, runningMin, maxKey)
+			next := maxKey
+			if i < count-1 {
+				ne := p[off+elementSize:]
+				npos, nks := int(le.Uint32(ne)), int(le.Uint32(ne[4:]))
+				if o := off + elementSize + npos; o >= 0 && o+nks <= len(p) {
+					next = p[o : o+nks]
+				}
+			}
+			maxSeen = w.page(child, flagBranch|flagLeaf, depth+1, key, next)
+			runningMin = maxSeen
 		case flagLeaf:
 			eflags, pos, ksize, vsize := le.Uint32(e), int(le.Uint32(e[4:])), int(le.Uint32(e[8:])), int(le.Uint32(e[12:]))
 			start := off + pos
 			if start+ksize+vsize > len(p) || start < off || ksize+vsize < 0 {
 				w.find("%s: element %d's key or value lies outside the page", where, i)
-				return
+				return maxSeen
 			}
+			key := p[start : start+ksize]
+			w.keyOrder(where, i, key, runningMin, maxKey)
+			runningMin, maxSeen = key, key
 			if eflags&bucketLeafFlag == 0 {
 				continue
 			}
@@ -275,13 +293,30 @@ func (w *pageWalk) elements(where string, p []byte, depth int) {
 				continue
 			}
 			if root := le.Uint64(v); root != 0 {
-				w.page(root, flagBranch|flagLeaf, depth+1)
+				w.page(root, flagBranch|flagLeaf, depth+1, nil, nil) // a bucket has its own key space
 			} else if depth < maxDepth {
-				w.elements(fmt.Sprintf("%s: inline bucket %q", where, p[start:start+ksize]), v[16:], depth+1)
+				w.elements(fmt.Sprintf("%s: inline bucket %q", where, p[start:start+ksize]), v[16:], depth+1, nil, nil)
 			}
 		default:
 			w.find("%s: unexpected page type (flags %#x)", where, flags)
-			return
+			return maxSeen
 		}
+	}
+	return maxSeen
+}
+
+// keyOrder is bbolt's b-tree order rule: keys grow strictly within a page,
+// the first is not below its parent's key, and all are below the parent's
+// next key.
+func (w *pageWalk) keyOrder(where string, i int, key, prev, maxKey []byte) {
+	switch c := bytes.Compare(prev, key); {
+	case prev == nil:
+	case i == 0 && c > 0:
+		w.find("%s: first key %x is below its parent's key %x (keys out of order)", where, key, prev)
+	case i > 0 && c >= 0:
+		w.find("%s: key %d (%x) does not sort after key %d (%x) (keys out of order)", where, i, key, i-1, prev)
+	}
+	if maxKey != nil && bytes.Compare(key, maxKey) >= 0 {
+		w.find("%s: key %d (%x) is not below the parent's next key %x (keys out of order)", where, i, key, maxKey)
 	}
 }

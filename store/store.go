@@ -117,7 +117,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("create db directory: %w", err)
 	}
-	db, err := bbolt.Open(cfg.Path, 0o600, boltOptions(cfg))
+	db, err := openBolt(cfg) // openmode.go
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is another populi-db serving it?)", cfg.Path, ErrLocked)
 	}
