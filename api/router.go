@@ -98,6 +98,8 @@ var routes = []route{
 	{"POST", "/v1/populi/admin/exec-lease/revoke", classAdmin, deny("populi: mesh/admin bearer required for exec lease revoke"), withBody((*Server).execRevoke)},
 	{"POST", "/v1/populi/admin/a2a/dead", classAdmin, deny("populi: mesh/admin bearer required for dead letters"), withBody((*Server).deadList)},
 	{"POST", "/v1/populi/admin/a2a/requeue", classAdmin, deny("populi: mesh/admin bearer required for requeue"), withBody((*Server).requeue)},
+	{"GET", "/v1/populi/admin/backup", classAdmin, deny("populi: mesh/admin bearer required for backup"), noBody((*Server).backup)},
+	{"GET", "/v1/populi/admin/stats", classAdmin, deny("populi: mesh/admin bearer required for db stats"), noBody((*Server).dbStats)},
 	{"GET", "/v1/populi/queue/stats", classWorker, deny("populi: worker/mesh/admin token required for queue stats"), noBody((*Server).queueStats)},
 	{"GET", "/metrics", classWorker, deny("populi: worker/mesh/admin token required for metrics"), noBody((*Server).metricsScrape)},
 	{"GET", "/v1/populi/federation/directory", classWorker, deny("populi: token required for federation/directory"), noBody((*Server).federationDirectory)},

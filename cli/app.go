@@ -26,6 +26,7 @@ func App() *ucli.App {
 			initCommand(),
 			tokenCommand(),
 			checkCommand(),
+			migrateCommand(), backupCommand(), restoreCommand(), compactCommand(), statsCommand(),
 			benchCommand(),
 			nodesCommand(),
 			leasesCommand(),

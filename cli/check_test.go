@@ -33,10 +33,10 @@ func TestCheck(t *testing.T) {
 	}
 	out, err = runApp(t, "check", "--db", db, "-o", "json")
 	var res struct {
-		OK       bool     `json:"ok"`
-		Problems []string `json:"problems"`
+		OK       bool              `json:"ok"`
+		Findings []json.RawMessage `json:"findings"`
 	}
-	if err != nil || json.Unmarshal([]byte(out), &res) != nil || !res.OK {
+	if err != nil || json.Unmarshal([]byte(out), &res) != nil || !res.OK || res.Findings == nil || len(res.Findings) != 0 {
 		t.Errorf("check -o json = %q, %v", out, err)
 	}
 

@@ -92,6 +92,7 @@ func TestOpenAPISchemasMatchWire(t *testing.T) {
 		"StateCounts": wire.StateCounts{}, "ReceiverStats": wire.ReceiverStats{}, "QueueStats": wire.QueueStats{},
 		"MeshDirectoryEntry": wire.MeshDirectoryEntry{}, "AnnounceRequest": wire.AnnounceRequest{},
 		"FederationDirectory": wire.FederationDirectory{},
+		"DBStats":             wire.DBStats{}, "OldestPending": wire.OldestPending{},
 	}
 	for name, v := range types {
 		props, ok := doc.schemas[name]

@@ -112,6 +112,7 @@ func serveCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
 			&ucli.StringFlag{Name: "bootstrap-peers", Usage: "comma-separated base URLs of federation peers to gossip with; overrides $" + EnvFederationPeers},
 			&ucli.DurationFlag{Name: "gossip-interval", Value: gossip.IntervalDefault, Usage: "federation gossip period (first round at start); 0 disables gossip"},
+			&ucli.BoolFlag{Name: "no-backup", Usage: "upgrade an older database schema without keeping a <db>.schema-v<N>.bak copy first"},
 		}, storageFlags()...),
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
@@ -127,6 +128,7 @@ func serveCommand() *ucli.Command {
 				Storage:         storageOptionsFrom(c),
 				BootstrapPeers:  c.String("bootstrap-peers"),
 				GossipInterval:  c.Duration("gossip-interval"),
+				NoUpgradeBackup: c.Bool("no-backup"),
 				Stdout:          c.App.Writer,
 				Stderr:          c.App.ErrWriter,
 				Lookup:          osLookup(),
@@ -138,7 +140,7 @@ func serveCommand() *ucli.Command {
 type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
 	BootstrapPeers                                      string
-	AllowOpen                                           bool
+	AllowOpen, NoUpgradeBackup                          bool
 	SweepInterval, ShutdownTimeout, GossipInterval      time.Duration
 	Storage                                             storageOptions
 	Stdout, Stderr                                      io.Writer
@@ -248,10 +250,14 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err := o.Storage.apply(&scfg, o.Lookup); err != nil {
 		return err
 	}
+	scfg.NoUpgradeBackup = o.NoUpgradeBackup
 	st, err := store.Open(scfg)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("database %s is locked: another populi-db is serving it (stop it, or pass a different --db)", dbPath)
+		}
+		if errors.Is(err, store.ErrDamaged) || errors.Is(err, store.ErrSchemaNewer) {
+			return err // already names the file, the problem and what to do
 		}
 		return fmt.Errorf("open database %s: %w", dbPath, err)
 	}

@@ -88,6 +88,12 @@ func (s *Store) update(fn func(*txn) error) error {
 	s.inflight.Add(1)
 	s.mu.RUnlock()
 	defer s.inflight.Done()
+	if s.cfg.ReadOnly {
+		return fmt.Errorf("store opened read-only: %w", errReadOnly)
+	}
+	if s.cfg.NoCommitLoop {
+		return s.solo(fn)
+	}
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
 	s.writes <- r
 	return <-r.done
@@ -511,6 +517,82 @@ func (s *Store) fold() error {
 		}
 	}
 	return nil
+}
+
+// solo runs one operation in the caller's goroutine as its own synced bbolt
+// transaction (tools opened with NoCommitLoop: one import is one
+// transaction, all or nothing, tried once).
+func (s *Store) solo(fn func(*txn) error) error {
+	s.soloMu.Lock()
+	defer s.soloMu.Unlock()
+	rtx, err := s.db.Begin(false)
+	if err != nil {
+		return fmt.Errorf("begin read transaction: %w", err)
+	}
+	w := newLayer()
+	s.index.mu.RLock()
+	layers, _ := s.snapshotLayers(rtx, false) // no background commits here
+	s.index.mu.RUnlock()
+	t := &txn{s: s, w: w, layers: layers, rtx: rtx, wakes: map[string]struct{}{}}
+	err = s.runOp(t, fn)
+	_ = rtx.Rollback()
+	if err != nil {
+		if !isDomain(err) {
+			s.resetAfterFailure()
+		}
+		return err
+	}
+	if w.n == 0 {
+		return nil
+	}
+	if err := s.db.Update(w.applyTo); err != nil {
+		s.resetAfterFailure()
+		return fmt.Errorf("commit: %w", err)
+	}
+	s.wake(t.wakes)
+	return nil
+}
+
+// loadLogReadOnly replays the log's records after bbolt's last applied one
+// into memory (s.live), modifying nothing: read-only tools then see every
+// acknowledged write, including those a crash left only in the log.
+func (s *Store) loadLogReadOnly() error {
+	var applied uint64
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
+		return nil
+	}); err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, b := range allBuckets {
+		known[string(b)] = true
+	}
+	_, err := wal.ReadOnlyReplay(s.cfg.LogDir, applied, func(seq uint64, payload []byte) error {
+		if err := s.live.decodeInto(payload, known); err != nil {
+			return fmt.Errorf("log record %d: %w", seq, err)
+		}
+		s.live.seq = seq
+		return nil
+	})
+	if errors.Is(err, wal.ErrCorrupt) {
+		// Nothing was loaded; `check` reports it (checkLog), and a
+		// read-write open refuses it.
+		s.log.Warn("write-ahead log is damaged; reading the db file without it", "dir", s.cfg.LogDir, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read write-ahead log %s: %w", s.cfg.LogDir, err)
+	}
+	return nil
+}
+
+// PendingLogWrites is how many acknowledged writes a read-only open found
+// only in the write-ahead log (not yet folded into the db file).
+func (s *Store) PendingLogWrites() int {
+	s.index.mu.RLock()
+	defer s.index.mu.RUnlock()
+	return s.live.n
 }
 
 // recoverLog opens the log and replays into bbolt every record after the

@@ -5,9 +5,9 @@ import (
 	"encoding/binary"
 )
 
-// SchemaVersion is written to meta/schema_version on first open; Open refuses
-// a file with a different version.
-const SchemaVersion = 1
+// SchemaVersion is written to meta/schema_version. Open upgrades an older
+// file through the migrations in upgrade.go and refuses a newer one.
+const SchemaVersion = 2
 
 // Every bucket, in one place. Keys are byte strings; ids are 8-byte
 // big-endian so byte order is numeric order. "recv" below is a receiver
@@ -67,7 +67,7 @@ var (
 	mNodeSeq       = []byte("node_seq")
 	mExecSeq       = []byte("exec_seq")
 	mJTICount      = []byte("jti_count")
-	mAppliedLogSeq = []byte("applied_log_seq") // last write-ahead log record this file holds (commit.go)
+	mAppliedLogSeq = []byte("applied_log_seq") // last write-ahead log record folded into this file (commit.go; schema 2)
 	mFedSeq        = []byte("fed_seq")         // federation directory order
 	mFedCount      = []byte("fed_count")       // federation directory entries
 )

@@ -73,6 +73,8 @@ type Config struct {
 	// ("fold-commit", "log-release", "close-fold"); the crash harness
 	// kills the process from it. Nil in production.
 	CrashPoint func(name string)
+
+	OpenMode // tools: read-only, no index rebuild, no commit loop (openmode.go)
 }
 
 // Store is the durable state of one populi-db server.
@@ -127,6 +129,9 @@ type Store struct {
 	indexEpoch uint64
 	foldMu     sync.Mutex // one background commit at a time; Check pauses them
 
+	fileSchema uint64     // schema version the file had at open (upgrade.go)
+	soloMu     sync.Mutex // tools' writes (NoCommitLoop)
+
 	watchMu  sync.Mutex
 	watchers map[string]chan struct{} // receiver → closed when it may have a claimable row
 }
@@ -177,18 +182,19 @@ func (cfg *Config) defaults() {
 func LogDirFor(dbPath string) string { return dbPath + "-wal" }
 
 // Open opens (creating if needed) the db file, replays the write-ahead log
-// into it and starts the commit loop.
+// into it and starts the commit loop. A ReadOnly open replays the log into
+// memory only and never writes.
 func Open(cfg Config) (*Store, error) {
 	cfg.defaults()
-	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
-		return nil, fmt.Errorf("create db directory: %w", err)
+	if err := preflight(cfg); err != nil {
+		return nil, err
 	}
-	db, err := bbolt.Open(cfg.Path, 0o600, &bbolt.Options{
-		Timeout:         cfg.OpenTimeout,
-		NoFreelistSync:  true, // freelist is rebuilt at open; saves a page write per commit
-		FreelistType:    bbolt.FreelistMapType,
-		InitialMmapSize: 1 << 30, // remaps block readers; start big
-	})
+	if !cfg.ReadOnly {
+		if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+			return nil, fmt.Errorf("create db directory: %w", err)
+		}
+	}
+	db, err := openBolt(cfg)
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w (is another populi-db serving it?)", cfg.Path, ErrLocked)
 	}
@@ -211,42 +217,39 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.roomCond = sync.NewCond(&s.index.mu)
 	s.durCond = sync.NewCond(&s.durMu)
-	if err := s.init(); err != nil {
+	init, recover := s.initWrite, s.recoverLog // upgrade.go, commit.go
+	if cfg.ReadOnly {
+		init, recover = s.initReadOnly, s.loadLogReadOnly // openmode.go
+	}
+	if err := init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", cfg.Path, err)
+	}
+	if err := recover(); err != nil {
 		db.Close()
 		return nil, err
 	}
-	if err := s.recoverLog(); err != nil {
-		db.Close()
-		return nil, err
+	if !cfg.NoIndexRebuild {
+		if err := s.rebuildIndex(); err != nil {
+			if s.wal != nil {
+				s.wal.Close()
+			}
+			db.Close()
+			return nil, err
+		}
 	}
-	if err := s.rebuildIndex(); err != nil {
-		s.wal.Close()
-		db.Close()
-		return nil, err
+	if cfg.ReadOnly || cfg.NoCommitLoop {
+		// Tools: writes run in the caller's goroutine (solo), no background
+		// commits; Close folds what they wrote.
+		close(s.writerDone)
+		close(s.syncDone)
+		close(s.foldDone)
+		return s, nil
 	}
 	go s.commitLoop()
 	go s.syncLoop()
 	go s.foldLoop()
 	return s, nil
-}
-
-func (s *Store) init() error {
-	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return fmt.Errorf("create bucket %s: %w", b, err)
-			}
-		}
-		meta := tx.Bucket(bMeta)
-		v := meta.Get(mSchemaVersion)
-		if v == nil {
-			return meta.Put(mSchemaVersion, u64(SchemaVersion))
-		}
-		if got := getU64(v); got != SchemaVersion {
-			return fmt.Errorf("db schema version %d, this binary speaks %d", got, SchemaVersion)
-		}
-		return nil
-	})
 }
 
 // Path is the db file.
@@ -273,6 +276,9 @@ func (s *Store) Close() error {
 	<-s.syncDone
 	close(s.foldStop)
 	<-s.foldDone
+	if s.cfg.ReadOnly {
+		return s.db.Close()
+	}
 	var errs []error
 	if s.fatal() == nil {
 		s.crashPoint("close-fold")

@@ -266,3 +266,25 @@ func (st *scanState) lookahead(fsys FS, threshold uint64, fromSeg int, fromOff i
 	}
 	return nil, nil
 }
+
+// ReadOnlyReplay calls replay for every valid record with seq > after, like
+// Open, but modifies nothing (no tail is cut, nothing is recycled): for
+// read-only tools, which apply the records in memory. Mid-log corruption is
+// an error, as for Open without AllowCorrupt. A missing dir is an empty log.
+func ReadOnlyReplay(dir string, after uint64, replay func(seq uint64, payload []byte) error) (Report, error) {
+	rep, err := Verify(dir, after)
+	if err != nil {
+		return rep, err
+	}
+	if err := rep.Err(); err != nil {
+		return rep, err
+	}
+	if rep.Replay == 0 {
+		return rep, nil
+	}
+	st, err := scan(OS(), dir, after)
+	if err != nil {
+		return rep, err
+	}
+	return rep, st.walk(OS(), after, replay)
+}
