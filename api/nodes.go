@@ -16,11 +16,14 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) error {
 
 // listNodes answers GET /v1/populi/nodes (SPEC 2.4, 10).
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
-	reg, err := s.store.ListNodes(s.cfg.StalePruneMs)
+	body, err := s.store.ListNodesJSON(s.cfg.StalePruneMs)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, reg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body)
+	return nil
 }
 
 // join answers POST /v1/populi/join (SPEC 2.5, 9.1).

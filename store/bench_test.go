@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -151,4 +152,33 @@ func BenchmarkDeliverParallel(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// Listing a 10,000-node registry (the peer bench's scenario D): decoding
+// and re-encoding every record against splicing the stored bytes.
+func BenchmarkListNodes10k(b *testing.B) {
+	bd := setup(b)
+	for i := range 10000 {
+		bd.join(fmt.Sprintf("node-%05d", i), func(r *wire.NodeRecord) {
+			r.Capabilities.Labels = []string{"zone=a", "hb=1"}
+		})
+	}
+	b.Run("decode-encode", func(b *testing.B) {
+		for range b.N {
+			reg, err := bd.s.ListNodes(0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := json.Marshal(reg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("spliced", func(b *testing.B) {
+		for range b.N {
+			if _, err := bd.s.ListNodesJSON(0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -434,4 +435,42 @@ func TestListNodesStaleFilter(t *testing.T) {
 	b.clk.Advance(time.Hour)
 	id := b.deliver("5")
 	b.mustClaim("5", "old", id)
+}
+
+// The spliced listing is byte for byte what encoding the decoded registry
+// gives, across plain, quarantined, drained (timed, expired, open-ended),
+// stale and oddly labelled nodes, before and after time passes.
+func TestListNodesJSONMatchesListNodes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.join("plain")
+	b.join("odd", func(r *wire.NodeRecord) {
+		r.Capabilities.Labels = []string{`<"maintenance":true> & é`}
+	})
+	b.join("q")
+	wantErr(t, b.s.SetQuarantine("q", true), nil)
+	b.join("timed")
+	wantErr(t, b.s.SetMaintenance("timed", true, nil, ptr(uint64(5000))), nil)
+	b.join("open")
+	wantErr(t, b.s.SetMaintenance("open", true, nil, nil), nil)
+	b.clk.Advance(2 * time.Second)
+	b.join("fresh")
+	b.deliver("9")
+	for _, step := range []time.Duration{0, 4 * time.Second} { // the timed drain ends in between
+		b.clk.Advance(step)
+		for _, staleMs := range []uint64{0, 1500, 1 << 40} {
+			reg, err := b.s.ListNodes(staleMs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := json.Marshal(reg)
+			got, err := b.s.ListNodesJSON(staleMs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("after %v, stale %d ms:\n got %s\nwant %s", step, staleMs, got, want)
+			}
+		}
+	}
 }

@@ -98,8 +98,9 @@ type Store struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	nodes nodeCache // decoded node records by stored bytes
-	index *memIndex // derived mailbox indexes (memidx.go); index.mu also guards the layers below
+	nodes    nodeCache    // decoded node records by stored bytes
+	listHint atomic.Int64 // size of the last node listing (ListNodesJSON)
+	index    *memIndex    // derived mailbox indexes (memidx.go); index.mu also guards the layers below
 
 	// Layers of writes not yet in bbolt (kv.go), newest last in pending.
 	pending  []*layer // batches whose log fsync is in flight: seen by the writer only
