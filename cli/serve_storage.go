@@ -43,6 +43,10 @@ func storageOptionsFrom(c *ucli.Context) storageOptions {
 // CrashPoint), shortly after reaching one, so the kill lands inside it.
 const EnvCrashPoints = "POPULI_TEST_CRASHPOINTS"
 
+// EnvCrashPointsArmedBy names a file: crash points fire only while it
+// exists, so the harness can check a restarted server before arming them.
+const EnvCrashPointsArmedBy = "POPULI_TEST_CRASHPOINTS_ARMED_BY"
+
 func (o storageOptions) apply(cfg *store.Config, lookup LookupFunc) error {
 	if o.CommitInterval < 0 {
 		return fmt.Errorf("--commit-interval must not be negative (got %s)", o.CommitInterval)
@@ -64,7 +68,13 @@ func (o storageOptions) apply(cfg *store.Config, lookup LookupFunc) error {
 		}
 		odds[name] = f
 	}
+	armFile, _ := lookup(EnvCrashPointsArmedBy)
 	cfg.CrashPoint = func(name string) {
+		if armFile != "" {
+			if _, err := os.Stat(armFile); err != nil {
+				return
+			}
+		}
 		if p, ok := odds[name]; ok && rand.Float64() < p {
 			// Kill from the side after a short random delay, so the
 			// process dies somewhere inside the window, not at its start.

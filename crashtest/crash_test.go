@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -89,8 +90,11 @@ func TestCrashRestart(t *testing.T) {
 		w := killWindows[rng.IntN(len(killWindows))]
 		windows[w.name]++
 		cenv := maps.Clone(env)
+		armFile := filepath.Join(filepath.Dir(dbPath), "crashpoints-armed")
+		_ = os.Remove(armFile)
 		if w.crashPoints != "" {
 			cenv["POPULI_TEST_CRASHPOINTS"] = w.crashPoints
+			cenv["POPULI_TEST_CRASHPOINTS_ARMED_BY"] = armFile // armed once the restart check passed
 		}
 		commitEvery := []string{"2ms", "20ms", "100ms"}[rng.IntN(3)]
 		var err error
@@ -102,7 +106,7 @@ func TestCrashRestart(t *testing.T) {
 			// Now and then a kill right after start, before any traffic.
 			srv.kill()
 		} else {
-			runCycle(t, srv, led, rng, seed, c, w, fail)
+			runCycle(t, srv, led, rng, seed, c, w, armFile, fail)
 		}
 		if logs := srv.stderr.String(); strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "panic") ||
 			strings.Contains(logs, "DATA RACE") {
@@ -133,7 +137,7 @@ func TestCrashRestart(t *testing.T) {
 
 // runCycle checks a fresh server over HTTP, then runs traffic and kills the
 // server while requests are in flight.
-func runCycle(t *testing.T, srv *server, led *ledger, rng *rand.Rand, seed uint64, c int, w killWindow, fail func(string, ...any)) {
+func runCycle(t *testing.T, srv *server, led *ledger, rng *rand.Rand, seed uint64, c int, w killWindow, armFile string, fail func(string, ...any)) {
 	t.Helper()
 	cl := newClient(t, srv.url, *workers*2)
 	defer cl.Close()
@@ -162,6 +166,9 @@ func runCycle(t *testing.T, srv *server, led *ledger, rng *rand.Rand, seed uint6
 		}
 	}
 
+	if err := os.WriteFile(armFile, nil, 0o600); err != nil { // crash points may fire from now on
+		fail("arm crash points: %v", err)
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := 0; i < *workers; i++ {
