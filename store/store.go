@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -49,6 +50,7 @@ type Config struct {
 	MaxDeliveries  int // 0 = unlimited
 	ReplayCapacity int
 	OpenTimeout    time.Duration // file lock wait
+	Observer       Observer      // commit metrics (observe.go); nil = none
 }
 
 // Store is the durable state of one populi-db server.
@@ -65,6 +67,7 @@ type Store struct {
 	mu       sync.RWMutex // guards closed
 	closed   bool
 	inflight sync.WaitGroup
+	commits  atomic.Uint64 // commits since Open (observe.go)
 
 	nodes nodeCache // decoded node records by stored bytes
 	index *memIndex // derived mailbox indexes (memidx.go)
@@ -270,6 +273,7 @@ func (s *Store) commitLoop() {
 			}
 			continue
 		}
+		commitStart := time.Now()
 		if err := tx.Commit(); err != nil {
 			err = fmt.Errorf("commit: %w", err)
 			s.mustRebuildIndex()
@@ -278,6 +282,7 @@ func (s *Store) commitLoop() {
 			}
 			continue
 		}
+		s.observeCommit(len(batch), commitStart)
 		s.wake(wakes)
 		for i, r := range batch {
 			r.done <- errs[i]
@@ -298,10 +303,12 @@ func (s *Store) solo(fn func(*txn) error) error {
 		}
 		return err
 	}
+	commitStart := time.Now()
 	if err := tx.Commit(); err != nil {
 		s.mustRebuildIndex()
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.observeCommit(1, commitStart)
 	s.wake(wakes)
 	return nil
 }

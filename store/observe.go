@@ -1,0 +1,77 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"time"
+)
+
+// Observer is told about the store's commits, for metrics. Calls come from
+// the commit loop, so implementations must be quick and must not call back
+// into the store.
+type Observer interface {
+	// CommitDone reports one committed group of batchSize writes and how
+	// long the commit (page writes and fsyncs) took.
+	CommitDone(batchSize int, d time.Duration)
+	// SyncDone reports one durability flush of file ("db", or "wal" once a
+	// write-ahead log exists) and how long it took.
+	SyncDone(file string, d time.Duration)
+}
+
+// nopObserver is the Observer of a store configured without one.
+type nopObserver struct{}
+
+func (nopObserver) CommitDone(int, time.Duration)  {}
+func (nopObserver) SyncDone(string, time.Duration) {}
+
+// observer returns the configured Observer, or one that does nothing.
+func (s *Store) observer() Observer {
+	if s.cfg.Observer == nil {
+		return nopObserver{}
+	}
+	return s.cfg.Observer
+}
+
+// observeCommit reports a commit that started at start: bbolt's Commit is
+// the page writes plus the fsyncs of the db file, so its duration is the
+// db file's sync latency as the requests feel it.
+func (s *Store) observeCommit(batchSize int, start time.Time) {
+	d := time.Since(start)
+	s.commits.Add(1)
+	o := s.observer()
+	o.CommitDone(batchSize, d)
+	o.SyncDone("db", d)
+}
+
+// StorageStats are read-only figures about the db file.
+type StorageStats struct {
+	FileSizeBytes int64  // size of the db file on disk
+	FreePages     int    // pages on the freelist (free and pending)
+	PageSizeBytes int    // bbolt page size
+	Commits       uint64 // write transactions committed since Open
+}
+
+// StorageStats reads the db file's size and bbolt's page and commit
+// counters. It takes no transaction and never blocks writers.
+func (s *Store) StorageStats() (StorageStats, error) {
+	if s.isClosed() {
+		return StorageStats{}, ErrClosed
+	}
+	st := s.db.Stats()
+	fi, err := os.Stat(s.cfg.Path)
+	if err != nil {
+		return StorageStats{}, fmt.Errorf("stat db file: %w", err)
+	}
+	return StorageStats{
+		FileSizeBytes: fi.Size(),
+		FreePages:     st.FreePageN + st.PendingPageN,
+		PageSizeBytes: s.db.Info().PageSize,
+		Commits:       s.commits.Load(),
+	}, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
+}
