@@ -17,7 +17,9 @@ const bearerPrefix = "Bearer " // exact: capital B, one space (SPEC 3.3)
 // request context for the handler's role check.
 func (s *Server) withAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == pathHealth || r.URL.Path == pathBootstrap {
+		switch p := r.URL.Path; {
+		case p == pathHealth, p == pathReady, p == pathOpenAPI, p == pathBootstrap,
+			p == pathMetrics && s.cfg.MetricsOpen:
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"crypto/sha256"
+	"errors"
 	"crypto/subtle"
 	"net/http"
 	"strings"
@@ -20,6 +21,7 @@ func (s *Server) bootstrapExchange(w http.ResponseWriter, r *http.Request, _ *ro
 	}
 	bc := s.cfg.Bootstrap
 	if bc.Token == "" {
+		s.metrics.BootstrapRefused(bootstrapReason(wire.ErrBootstrapDisabled))
 		return wire.ErrBootstrapDisabled
 	}
 	presented := strings.TrimSpace(req.BootstrapToken)
@@ -30,7 +32,25 @@ func (s *Server) bootstrapExchange(w http.ResponseWriter, r *http.Request, _ *ro
 		MeshTokenSet:  s.cfg.Tokens.Mesh != "",
 	})
 	if err != nil {
+		s.metrics.BootstrapRefused(bootstrapReason(err))
 		return err
 	}
 	return writeJSON(w, wire.BootstrapExchangeResponse{MeshToken: s.cfg.Tokens.Mesh, ScopeID: s.cfg.ReportedScopeID})
+}
+
+// bootstrapReason is the metric label for a refused exchange (a fixed set).
+func bootstrapReason(err error) string {
+	switch {
+	case errors.Is(err, wire.ErrBootstrapDisabled):
+		return "disabled"
+	case errors.Is(err, wire.ErrBootstrapInvalid):
+		return "invalid"
+	case errors.Is(err, wire.ErrBootstrapExpired):
+		return "expired"
+	case errors.Is(err, wire.ErrBootstrapConsumed):
+		return "consumed"
+	case errors.Is(err, wire.ErrBootstrapNoMesh):
+		return "no_mesh_token"
+	}
+	return "other"
 }

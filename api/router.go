@@ -11,6 +11,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"populi-db/metrics"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -36,16 +37,23 @@ type route struct {
 
 func deny(text string) *wire.Error { return &wire.Error{Code: wire.EFORBIDDEN, Message: text} }
 
-// Paths of the unauthenticated routes (SPEC 3.5).
+// Paths of the unauthenticated routes (SPEC 3.5, plus issue 18's readiness
+// and OpenAPI routes) and of /metrics (open with --metrics-open).
 const (
 	pathHealth    = "/health"
+	pathReady     = "/readyz"
+	pathOpenAPI   = "/openapi.yaml"
 	pathBootstrap = "/v1/populi/bootstrap/exchange"
+	pathMetrics   = "/metrics"
 )
 
 // routes is every route the server answers (SPEC 2.2 rows 1-18, issue 9's
-// nack, dead-letter and requeue routes, and /metrics).
+// nack, dead-letter and requeue routes, /metrics, and issue 18's /readyz
+// and /openapi.yaml).
 var routes = []route{
 	{"GET", pathHealth, classPublic, nil, (*Server).health},
+	{"GET", pathReady, classPublic, nil, (*Server).ready},
+	{"GET", pathOpenAPI, classPublic, nil, (*Server).openAPI},
 	{"GET", "/v1/populi/nodes", classWorker, deny("populi: worker/mesh/admin token required for node list"), (*Server).listNodes},
 	{"POST", "/v1/populi/join", classWorker, deny("populi: worker/mesh/admin token required for join"), (*Server).join},
 	{"POST", "/v1/populi/heartbeat", classWorker, deny("populi: worker/mesh/admin token required for heartbeat"), (*Server).heartbeat},
@@ -66,7 +74,7 @@ var routes = []route{
 	{"POST", "/v1/populi/admin/a2a/dead", classAdmin, deny("populi: mesh/admin bearer required for dead letters"), (*Server).deadList},
 	{"POST", "/v1/populi/admin/a2a/requeue", classAdmin, deny("populi: mesh/admin bearer required for requeue"), (*Server).requeue},
 	{"GET", "/v1/populi/queue/stats", classWorker, deny("populi: worker/mesh/admin token required for queue stats"), (*Server).queueStats},
-	{"GET", "/metrics", classWorker, deny("populi: worker/mesh/admin token required for metrics"), (*Server).metricsScrape},
+	{"GET", pathMetrics, classAdmin, deny("populi: mesh/admin bearer required for metrics"), (*Server).metricsScrape},
 }
 
 // Server is the HTTP layer of one populi-db process.
@@ -78,9 +86,10 @@ type Server struct {
 	maxBody int64
 	maxWait time.Duration
 
-	knownPaths map[string]bool // route paths, for metric labels
-	handler    http.Handler
-	metrics    *metrics
+	knownPaths     map[string]bool // route paths, for metric labels
+	handler        http.Handler
+	metrics        *metrics.Metrics
+	metricsHandler http.Handler
 
 	drainCtx context.Context // cancelled by Drain: long polls return
 	drain    context.CancelFunc
@@ -110,7 +119,10 @@ func New(cfg Config) (*Server, error) {
 		knownPaths: map[string]bool{},
 	}
 	s.drainCtx, s.drain = context.WithCancel(context.Background())
-	s.metrics = newMetrics(s.store, s.log)
+	var err error
+	if s.metrics, s.metricsHandler, err = newMetricsHandler(&cfg, s.log); err != nil {
+		return nil, err
+	}
 
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false // unknown paths are 404, never redirects
