@@ -75,3 +75,6 @@ func (s *Store) isClosed() bool {
 	defer s.mu.RUnlock()
 	return s.closed
 }
+
+// Now is the store's clock reading (the instant its answers are computed at).
+func (s *Store) Now() time.Time { return s.clock.Now() }
