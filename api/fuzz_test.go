@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -44,7 +45,7 @@ func FuzzPostBodies(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = st.Close() })
-	srv, err := api.New(api.Config{Store: st, Bootstrap: api.Bootstrap{Token: "b"}, Tokens: api.Tokens{}})
+	srv, err := api.New(api.Config{Store: st, Bootstrap: api.Bootstrap{Token: "b"}, Tokens: api.Tokens{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"populi-db/api"
 	"populi-db/internal/clock"
+	"populi-db/metrics"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -41,6 +43,10 @@ type opts struct {
 	attestor      api.Attestor
 	limiter       api.RateLimiter
 	maxWait       time.Duration
+	logger        *slog.Logger     // nil = discard
+	metrics       *metrics.Metrics // nil = api.New's own (the store then has no commit observer)
+	metricsOpen   bool
+	openAPI       []byte
 }
 
 // bundle is what a test needs: a real server on loopback over a real db
@@ -58,6 +64,14 @@ type bundle struct {
 
 	mu        sync.Mutex
 	onRequest func(*http.Request) // test hook, called as a request arrives
+	handler   http.Handler        // what the test server calls (setHandler)
+}
+
+// setHandler makes the test server answer with srv from the next request.
+func (b *bundle) setHandler(srv *api.Server) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.handler = srv.Handler()
 }
 
 func setup(t *testing.T, o opts) *bundle {
@@ -71,9 +85,17 @@ func setup(t *testing.T, o opts) *bundle {
 
 func (b *bundle) start() {
 	b.t.Helper()
+	if b.o.logger == nil {
+		b.o.logger = slog.New(slog.DiscardHandler)
+	}
+	var obs store.Observer
+	if b.o.metrics != nil {
+		obs = b.o.metrics
+	}
 	st, err := store.Open(store.Config{
 		Path: b.path, Clock: b.clock, LeaseTTL: b.o.leaseTTL,
 		MaxMessages: b.o.maxMessages, MaxDeliveries: b.o.maxDeliveries,
+		Logger: b.o.logger, Observer: obs,
 	})
 	if err != nil {
 		b.t.Fatalf("open store: %v", err)
@@ -83,15 +105,16 @@ func (b *bundle) start() {
 		Attestor: b.o.attestor, RateLimiter: b.o.limiter, ScopeID: b.o.scope,
 		StalePruneMs: b.o.stalePruneMs, MaxBodyBytes: b.o.maxBody, Bootstrap: b.o.bootstrap,
 		ReportedScopeID: b.o.reportedScope, MaxWait: b.o.maxWait,
+		Logger: b.o.logger, Metrics: b.o.metrics, MetricsOpen: b.o.metricsOpen, OpenAPI: b.o.openAPI,
 	})
 	if err != nil {
 		b.t.Fatalf("api.New: %v", err)
 	}
-	h := srv.Handler()
 	b.store, b.srv = st, srv
+	b.setHandler(srv)
 	b.hs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b.mu.Lock()
-		hook := b.onRequest
+		hook, h := b.onRequest, b.handler
 		b.mu.Unlock()
 		if hook != nil {
 			hook(r)

@@ -6,6 +6,7 @@ package metrics
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,9 @@ type Metrics struct {
 	sweepActions *prometheus.CounterVec
 	sweepErrors  *prometheus.CounterVec
 	sweepPass    prometheus.Histogram
+
+	storeMu sync.Mutex
+	store   *storeCollector // registered by WatchStore
 }
 
 // New returns a registry with every pushed family registered, plus the Go

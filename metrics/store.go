@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,9 @@ type StoreOptions struct {
 	StaleAfter time.Duration
 }
 
-// WatchStore registers the families read from st at scrape time: queue
-// depth by state, top receivers, nodes by state, live exec leases and the
-// db file's figures.
+// WatchStore makes the scrape-time families read st: queue depth by state,
+// top receivers, nodes by state, live exec leases and the db file's
+// figures. Calling it again (a restarted store in tests) replaces st.
 func (m *Metrics) WatchStore(st *store.Store, o StoreOptions) error {
 	if o.TopReceivers <= 0 {
 		o.TopReceivers = TopReceiversDefault
@@ -34,9 +35,18 @@ func (m *Metrics) WatchStore(st *store.Store, o StoreOptions) error {
 	if o.StaleAfter <= 0 {
 		o.StaleAfter = StaleAfterDefault
 	}
-	if err := m.Registry.Register(&storeCollector{st: st, o: o}); err != nil {
+	m.storeMu.Lock()
+	defer m.storeMu.Unlock()
+	if m.store != nil {
+		m.store.set(st, o)
+		return nil
+	}
+	c := &storeCollector{}
+	c.set(st, o)
+	if err := m.Registry.Register(c); err != nil {
 		return fmt.Errorf("register store metrics: %w", err)
 	}
+	m.store = c
 	return nil
 }
 
@@ -66,8 +76,15 @@ var (
 )
 
 type storeCollector struct {
+	mu sync.Mutex
 	st *store.Store
 	o  StoreOptions
+}
+
+func (c *storeCollector) set(st *store.Store, o StoreOptions) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.st, c.o = st, o
 }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -78,6 +95,8 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.collectQueue(ch)
 	c.collectNodes(ch)
 	if leases, err := c.st.ListExecLeases(); err != nil {

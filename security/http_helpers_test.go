@@ -83,7 +83,7 @@ func (e *env) start() {
 	cfg := api.Config{
 		Store: st, Logger: e.o.logger, Tokens: e.o.tokens,
 		Bootstrap: e.o.bootstrap, ReportedScopeID: e.o.reportedScope,
-		JWT:        security.NewJWTVerifier(e.o.jwtSecret, st, e.clk),
+		JWT:        security.NewJWTVerifier(e.o.jwtSecret, st, e.clk, security.WithJWTLogger(e.o.logger)),
 		JWTEnabled: strings.TrimSpace(e.o.jwtSecret) != "",
 		Attestor:   security.NewAttestor(e.o.verifyKey, e.o.logger),
 	}
