@@ -89,4 +89,3 @@ func servePprof(ln net.Listener, log *slog.Logger) *http.Server {
 	}()
 	return hs
 }
-
