@@ -22,20 +22,26 @@ func embeddedOpenAPI(app *ucli.App) []byte {
 	return doc
 }
 
-// newLogger builds serve's logger: text or JSON lines on w at level.
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+// newLogger builds serve's logger: text or JSON lines on w at level,
+// through a buffer (logbuf.go) that close flushes and stops.
+func newLogger(w io.Writer, level, format string) (log *slog.Logger, close func(), err error) {
 	l, err := parseLevel(level)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := &slog.HandlerOptions{Level: l}
+	buf := newBufferedLog(w)
+	var h slog.Handler
 	switch strings.ToLower(strings.TrimSpace(format)) {
 	case "", "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		h = slog.NewTextHandler(buf, opts)
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		h = slog.NewJSONHandler(buf, opts)
+	default:
+		buf.Close()
+		return nil, nil, fmt.Errorf("unknown --log-format %q (try text or json)", format)
 	}
-	return nil, fmt.Errorf("unknown --log-format %q (try text or json)", format)
+	return slog.New(flushOnWarn{h, buf}), func() { buf.Close(); buf.Flush() }, nil
 }
 
 // parseAccessLevel accepts the two levels an access-log line may have.

@@ -187,10 +187,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	log, err := newLogger(o.Stderr, o.LogLevel, o.LogFormat)
+	log, closeLog, err := newLogger(o.Stderr, o.LogLevel, o.LogFormat)
 	if err != nil {
 		return err
 	}
+	defer closeLog()
 	accessLevel, err := parseAccessLevel(o.AccessLogLevel)
 	if err != nil {
 		return err
