@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,6 +12,11 @@ import (
 
 	"populi-db/cli"
 )
+
+// openAPI is the repository's API document, served at GET /openapi.yaml.
+//
+//go:embed openapi.yaml
+var openAPI []byte
 
 func main() {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -23,7 +29,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "populi-db: second %v, exiting now\n", s)
 		os.Exit(1)
 	}()
-	if err := cli.App().RunContext(ctx, os.Args); err != nil {
+	app := cli.App()
+	app.Metadata = map[string]any{cli.MetadataOpenAPI: openAPI}
+	if err := app.RunContext(ctx, os.Args); err != nil {
 		fmt.Fprintf(os.Stderr, "populi-db: %v\n", err)
 		os.Exit(cli.ExitCode(err)) // 1 refused, 2 usage, 3 unreachable
 	}

@@ -43,7 +43,9 @@ func (s *Server) inbox(w http.ResponseWriter, r *http.Request, req *wire.InboxRe
 		defer cancel()
 		stop := context.AfterFunc(s.drainCtx, cancel) // Drain ends the wait
 		defer stop()
+		s.metrics.WaiterStarted()
 		m, err = s.store.ClaimWait(ctx, req.ReceiverAgentID, claimer, wait)
+		s.metrics.WaiterDone()
 	} else {
 		m, err = s.store.ClaimNext(req.ReceiverAgentID, claimer)
 	}

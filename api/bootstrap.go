@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"strings"
 
@@ -17,6 +18,7 @@ import (
 func (s *Server) bootstrapExchange(w http.ResponseWriter, _ *http.Request, req *wire.BootstrapExchangeRequest) error {
 	bc := s.cfg.Bootstrap
 	if bc.Token == "" {
+		s.metrics.BootstrapRefused(bootstrapReason(wire.ErrBootstrapDisabled))
 		return wire.ErrBootstrapDisabled
 	}
 	presented := strings.TrimSpace(req.BootstrapToken)
@@ -27,7 +29,25 @@ func (s *Server) bootstrapExchange(w http.ResponseWriter, _ *http.Request, req *
 		MeshTokenSet:  s.cfg.Tokens.Mesh != "",
 	})
 	if err != nil {
+		s.metrics.BootstrapRefused(bootstrapReason(err))
 		return err
 	}
 	return writeJSON(w, wire.BootstrapExchangeResponse{MeshToken: s.cfg.Tokens.Mesh, ScopeID: s.cfg.ReportedScopeID})
+}
+
+// bootstrapReason is the metric label for a refused exchange (a fixed set).
+func bootstrapReason(err error) string {
+	switch {
+	case errors.Is(err, wire.ErrBootstrapDisabled):
+		return "disabled"
+	case errors.Is(err, wire.ErrBootstrapInvalid):
+		return "invalid"
+	case errors.Is(err, wire.ErrBootstrapExpired):
+		return "expired"
+	case errors.Is(err, wire.ErrBootstrapConsumed):
+		return "consumed"
+	case errors.Is(err, wire.ErrBootstrapNoMesh):
+		return "no_mesh_token"
+	}
+	return "other"
 }

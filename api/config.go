@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"populi-db/metrics"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -76,6 +77,21 @@ type Config struct {
 	// FederationMaxEntries caps the federation directory; default
 	// federation.MaxEntries.
 	FederationMaxEntries int
+
+	// Metrics is the registry /metrics serves; nil = a fresh one. Pass one
+	// to share it with the store's commit observer, the sweeper and the JWT
+	// verifier.
+	Metrics *metrics.Metrics
+	// MetricsOpen serves /metrics without a bearer (e.g. for a scraper on
+	// loopback); otherwise it needs a mesh or admin bearer.
+	MetricsOpen bool
+	// MetricsTopReceivers bounds the per-receiver series; 0 = default.
+	MetricsTopReceivers int
+	// AccessLogLevel is the level of the one access-log line per request
+	// (default info; set slog.LevelDebug to see it only at --log-level debug).
+	AccessLogLevel slog.Level
+	// OpenAPI is the document GET /openapi.yaml serves; nil = 404.
+	OpenAPI []byte
 }
 
 // MaxBodyBytesDefault is SPEC 11's default body limit.

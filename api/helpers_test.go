@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"populi-db/api"
 	"populi-db/internal/clock"
 	"populi-db/internal/testserver"
+	"populi-db/metrics"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -40,6 +42,10 @@ type opts struct {
 	limiter       api.RateLimiter
 	maxWait       time.Duration
 	fedMax        int
+	logger        *slog.Logger     // nil = discard
+	metrics       *metrics.Metrics // nil = api.New's own (the store then has no commit observer)
+	metricsOpen   bool
+	openAPI       []byte
 }
 
 // bundle is what a test needs: the shared in-process server (real server
@@ -64,6 +70,7 @@ func setup(t *testing.T, o opts) *bundle {
 		Tokens: o.tokens, ScopeID: o.scope, ReportedScopeID: o.reportedScope, StalePruneMs: o.stalePruneMs,
 		MaxBody: o.maxBody, MaxWait: o.maxWait, Bootstrap: o.bootstrap, RateLimiter: o.limiter,
 		JWT: o.jwt, JWTEnabled: o.jwtEnabled, Attestor: o.attestor, FedMaxEntries: o.fedMax,
+		Log: o.logger, Metrics: o.metrics, MetricsOpen: o.metricsOpen, OpenAPI: o.openAPI,
 	})
 	b.clock = b.ts.Clk
 	b.sync()
@@ -71,6 +78,9 @@ func setup(t *testing.T, o opts) *bundle {
 }
 
 func (b *bundle) sync() { b.store, b.srv, b.url = b.ts.St, b.ts.API, b.ts.URL }
+
+// setHandler makes the test server answer with srv from the next request.
+func (b *bundle) setHandler(srv *api.Server) { b.ts.SetHandler(srv.Handler()) }
 
 // restart stops the server and store and reopens the same db file, as a
 // process restart would.

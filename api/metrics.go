@@ -3,90 +3,34 @@ package api
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
-	"strconv"
+	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"populi-db/store"
-	"populi-db/wire"
+	"populi-db/metrics"
 )
 
-// metrics is one server's Prometheus registry (not the global one, so
-// several servers in one process, as in tests, do not collide).
-type metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	handler  http.Handler
-}
-
-func newMetrics(st *store.Store, log *slog.Logger) *metrics {
-	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "populi_http_requests_total",
-			Help: "HTTP requests answered, by route path (\"unmatched\" for unknown paths), method and status code.",
-		}, []string{"route", "method", "code"}),
+// newMetricsHandler wires the server's registry (cfg.Metrics, or a fresh
+// one) to the store's scrape-time families and returns the scrape handler.
+func newMetricsHandler(cfg *Config, log *slog.Logger) (*metrics.Metrics, http.Handler, error) {
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.New()
 	}
-	m.reg.MustRegister(m.requests, &queueCollector{store: st})
-	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+	stale := metrics.StaleAfterDefault
+	if cfg.StalePruneMs > 0 {
+		stale = time.Duration(min(cfg.StalePruneMs, math.MaxInt64/uint64(time.Millisecond))) * time.Millisecond
+	}
+	if err := m.WatchStore(cfg.Store, metrics.StoreOptions{TopReceivers: cfg.MetricsTopReceivers, StaleAfter: stale}); err != nil {
+		return nil, nil, err
+	}
+	h := promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{
 		ErrorLog:      slogPrintln{log},
 		ErrorHandling: promhttp.ContinueOnError,
 	})
-	return m
-}
-
-func (m *metrics) observe(route, method string, status int) {
-	m.requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
-}
-
-// Queue metrics, computed from store.QueueStats at scrape time.
-var (
-	descDepth = prometheus.NewDesc("populi_a2a_messages",
-		"A2A mailbox rows by state (ready, leased, delayed, dead, acked).", []string{"state"}, nil)
-	descPending = prometheus.NewDesc("populi_a2a_pending_messages",
-		"A2A rows waiting to be claimed (ready or delayed).", nil, nil)
-	descRecvReady = prometheus.NewDesc("populi_a2a_receiver_ready_messages",
-		"Ready (claimable) A2A rows per receiver agent.", []string{"receiver_agent_id"}, nil)
-	descRecvAge = prometheus.NewDesc("populi_a2a_receiver_oldest_ready_age_seconds",
-		"Age of the oldest ready A2A row per receiver agent.", []string{"receiver_agent_id"}, nil)
-)
-
-// queueCollector reads queue depth when scraped: the store keeps the
-// counters in the same transactions as the rows, so this is cheap.
-type queueCollector struct{ store *store.Store }
-
-func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descDepth
-	ch <- descPending
-	ch <- descRecvReady
-	ch <- descRecvAge
-}
-
-func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	st, err := c.store.QueueStats()
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descDepth, fmt.Errorf("queue stats: %w", err))
-		return
-	}
-	for _, s := range []struct {
-		state string
-		n     uint64
-	}{
-		{wire.StateReady, st.ByState.Ready},
-		{wire.StateLeased, st.ByState.Leased},
-		{wire.StateDelayed, st.ByState.Delayed},
-		{wire.StateDead, st.ByState.Dead},
-		{wire.StateAcked, st.ByState.Acked},
-	} {
-		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(s.n), s.state)
-	}
-	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(st.PendingCount))
-	for _, r := range st.Receivers {
-		ch <- prometheus.MustNewConstMetric(descRecvReady, prometheus.GaugeValue, float64(r.Ready), r.ReceiverAgentID)
-		ch <- prometheus.MustNewConstMetric(descRecvAge, prometheus.GaugeValue, float64(r.OldestReadyAgeMs)/1000, r.ReceiverAgentID)
-	}
+	return m, h, nil
 }
 
 // slogPrintln adapts promhttp's error log to slog.
@@ -94,10 +38,11 @@ type slogPrintln struct{ log *slog.Logger }
 
 func (l slogPrintln) Println(v ...any) { l.log.Error("metrics scrape", "error", fmt.Sprint(v...)) }
 
-// metricsScrape answers GET /metrics (worker-plane, like queue stats) in the
-// Prometheus text format.
+// metricsScrape answers GET /metrics in the Prometheus text format: mesh and
+// admin bearers only (it names receivers and nodes' counts), or anyone with
+// --metrics-open (New makes the row public then).
 func (s *Server) metricsScrape(w http.ResponseWriter, r *http.Request) error {
-	s.metrics.handler.ServeHTTP(w, r)
+	s.metricsHandler.ServeHTTP(w, r)
 	return nil
 }
 

@@ -32,6 +32,7 @@ const (
 type recorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64 // body bytes written
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -45,7 +46,9 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	return r.ResponseWriter.Write(b)
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
@@ -80,9 +83,17 @@ func (s *Server) withCommon(next http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
-			s.metrics.observe(s.routeLabel(r), methodLabel(r.Method), status)
-			s.log.Debug("http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-				"status", status, "duration_ms", time.Since(start).Milliseconds())
+			d := time.Since(start)
+			route := s.routeLabel(r)
+			s.metrics.Request(route, methodLabel(r.Method), status, d)
+			// The access log: the route pattern, never the raw path or
+			// query, and no header or body, so no secret can reach it.
+			if s.log.Enabled(r.Context(), s.cfg.AccessLogLevel) {
+				s.log.LogAttrs(r.Context(), s.cfg.AccessLogLevel, "http request",
+					slog.String("request_id", id), slog.String("method", methodLabel(r.Method)),
+					slog.String("route", route), slog.Int("status", status),
+					slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.Int64("bytes", rec.bytes))
+			}
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -96,6 +107,7 @@ func (s *Server) withRateLimit(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != pathHealth && !s.cfg.RateLimiter.Allow(clientIP(r)) {
+			s.metrics.RateLimited()
 			s.writeError(w, r, wire.ErrTooManyRequests)
 			return
 		}

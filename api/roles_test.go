@@ -41,7 +41,7 @@ var authRoutes = []routeCase{
 	{"POST", "/v1/populi/admin/a2a/dead", map[string]any{"receiver_agent_id": "2"}, adminRole, "populi: mesh/admin bearer required for dead letters"},
 	{"POST", "/v1/populi/admin/a2a/requeue", map[string]any{"receiver_agent_id": "2", "message_id": 999}, adminRole, "populi: mesh/admin bearer required for requeue"},
 	{"GET", "/v1/populi/queue/stats", nil, workerPlane, "populi: worker/mesh/admin token required for queue stats"},
-	{"GET", "/metrics", nil, workerPlane, "populi: worker/mesh/admin token required for metrics"},
+	{"GET", "/metrics", nil, adminRole, "populi: mesh/admin bearer required for metrics"},
 	{"GET", "/v1/populi/federation/directory", nil, workerPlane, "populi: token required for federation/directory"},
 	{"POST", "/v1/populi/federation/announce", map[string]any{"entry": fedEntry("roles")}, workerPlane, "populi: token required for federation/announce"},
 }

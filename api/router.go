@@ -12,6 +12,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 
 	"populi-db/federation"
+	"populi-db/metrics"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -20,7 +21,7 @@ import (
 type roleClass int
 
 const (
-	classPublic  roleClass = iota // unauthenticated: /health, bootstrap exchange
+	classPublic  roleClass = iota // unauthenticated: /health, /readyz, /openapi.yaml, bootstrap exchange
 	classWorker                   // worker-plane: open, mesh, admin, worker
 	classDeliver                  // deliver: open, mesh, admin, submitter
 	classAdmin                    // admin: open, mesh, admin
@@ -69,16 +70,23 @@ func (e endpoint) limit(n int64) endpoint {
 
 func deny(text string) *wire.Error { return &wire.Error{Code: wire.EFORBIDDEN, Message: text} }
 
-// Paths of the unauthenticated routes (SPEC 3.5).
+// Paths of the unauthenticated routes (SPEC 3.5, plus issue 18's readiness
+// and OpenAPI routes) and of /metrics (open with --metrics-open).
 const (
 	pathHealth    = "/health"
+	pathReady     = "/readyz"
+	pathOpenAPI   = "/openapi.yaml"
 	pathBootstrap = "/v1/populi/bootstrap/exchange"
+	pathMetrics   = "/metrics"
 )
 
 // routes is every route the server answers (SPEC 2.2 rows 1-19 and 23,
-// issue 9's nack, dead-letter and requeue routes, and /metrics).
+// issue 9's nack, dead-letter and requeue routes, /metrics, and issue 18's
+// /readyz and /openapi.yaml).
 var routes = []route{
 	{"GET", pathHealth, classPublic, nil, noBody((*Server).health)},
+	{"GET", pathReady, classPublic, nil, noBody((*Server).ready)},
+	{"GET", pathOpenAPI, classPublic, nil, noBody((*Server).openAPI)},
 	{"GET", "/v1/populi/nodes", classWorker, deny("populi: worker/mesh/admin token required for node list"), noBody((*Server).listNodes)},
 	{"POST", "/v1/populi/join", classWorker, deny("populi: worker/mesh/admin token required for join"), withBody((*Server).join)},
 	{"POST", "/v1/populi/heartbeat", classWorker, deny("populi: worker/mesh/admin token required for heartbeat"), withBody((*Server).heartbeat)},
@@ -101,7 +109,7 @@ var routes = []route{
 	{"GET", "/v1/populi/admin/backup", classAdmin, deny("populi: mesh/admin bearer required for backup"), noBody((*Server).backup)},
 	{"GET", "/v1/populi/admin/stats", classAdmin, deny("populi: mesh/admin bearer required for db stats"), noBody((*Server).dbStats)},
 	{"GET", "/v1/populi/queue/stats", classWorker, deny("populi: worker/mesh/admin token required for queue stats"), noBody((*Server).queueStats)},
-	{"GET", "/metrics", classWorker, deny("populi: worker/mesh/admin token required for metrics"), noBody((*Server).metricsScrape)},
+	{"GET", pathMetrics, classAdmin, deny("populi: mesh/admin bearer required for metrics"), noBody((*Server).metricsScrape)},
 	{"GET", "/v1/populi/federation/directory", classWorker, deny("populi: token required for federation/directory"), noBody((*Server).federationDirectory)},
 	{"POST", "/v1/populi/federation/announce", classWorker, deny("populi: token required for federation/announce"), withBody((*Server).federationAnnounce).limit(federation.MaxAnnounceBodySize)},
 }
@@ -117,10 +125,11 @@ type Server struct {
 
 	fedMaxEntries int // federation directory cap
 
-	knownPaths map[string]bool // route paths, for metric labels
-	public     map[string]bool // paths of classPublic routes: no authentication
-	handler    http.Handler
-	metrics    *metrics
+	knownPaths     map[string]bool // route paths, for metric labels
+	public         map[string]bool // paths of classPublic routes: no authentication
+	handler        http.Handler
+	metrics        *metrics.Metrics
+	metricsHandler http.Handler
 
 	drainCtx context.Context // cancelled by Drain: long polls return
 	drain    context.CancelFunc
@@ -155,7 +164,10 @@ func New(cfg Config) (*Server, error) {
 		public:        map[string]bool{},
 	}
 	s.drainCtx, s.drain = context.WithCancel(context.Background())
-	s.metrics = newMetrics(s.store, s.log)
+	var err error
+	if s.metrics, s.metricsHandler, err = newMetricsHandler(&cfg, s.log); err != nil {
+		return nil, err
+	}
 
 	r := httprouter.New()
 	r.RedirectTrailingSlash = false // unknown paths are 404, never redirects
@@ -166,6 +178,11 @@ func New(cfg Config) (*Server, error) {
 	r.MethodNotAllowed = http.HandlerFunc(methodNotAllowed)
 	for i := range routes {
 		rt := &routes[i]
+		if rt.path == pathMetrics && cfg.MetricsOpen {
+			open := *rt // --metrics-open: this server's /metrics row is public
+			open.class, open.denied = classPublic, nil
+			rt = &open
+		}
 		s.knownPaths[rt.path] = true
 		if rt.class == classPublic {
 			s.public[rt.path] = true

@@ -7,7 +7,8 @@ import (
 
 // The route table carries every route's role class and the adapter
 // enforces it, so the table itself must be complete: every authenticated
-// route has its 403 text, only /health and bootstrap are public, and every
+// route has its 403 text, only /health, /readyz, /openapi.yaml and bootstrap
+// are public (/metrics only per server, with --metrics-open), and every
 // POST route declares its body (decoded before the role check).
 func TestRouteTableComplete(t *testing.T) {
 	t.Parallel()
@@ -19,8 +20,8 @@ func TestRouteTableComplete(t *testing.T) {
 		}
 		seen[key] = true
 		switch {
-		case rt.class == classPublic && rt.path != pathHealth && rt.path != pathBootstrap:
-			t.Errorf("%s is public: only %s and %s are (SPEC 3.5)", key, pathHealth, pathBootstrap)
+		case rt.class == classPublic && rt.path != pathHealth && rt.path != pathBootstrap && rt.path != pathReady && rt.path != pathOpenAPI:
+			t.Errorf("%s is public: only %s, %s, %s and %s are", key, pathHealth, pathReady, pathOpenAPI, pathBootstrap)
 		case rt.class != classPublic && (rt.denied == nil || rt.denied.Message == ""):
 			t.Errorf("%s has no 403 text", key)
 		case rt.handle.serve == nil:

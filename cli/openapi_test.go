@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -137,6 +138,17 @@ func TestOpenAPIRoutesExist(t *testing.T) {
 				t.Errorf("%s %s = %d, want %d (is the route documented but not served?)", m, path, resp.StatusCode, want)
 			}
 		}
+	}
+	// The binary serves this very file (embedded at build time).
+	req, _ := newRawRequest("GET", s.URL+"/openapi.yaml")
+	resp, err := testHTTP.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(served) != doc.text {
+		t.Errorf("GET /openapi.yaml (%d, %d bytes) differs from openapi.yaml (%d bytes)", resp.StatusCode, len(served), len(doc.text))
 	}
 	s.signal(syscall.SIGTERM)
 	s.wait(15 * time.Second)

@@ -21,6 +21,7 @@ import (
 	"populi-db/api"
 	"populi-db/gossip"
 	"populi-db/internal/clock"
+	"populi-db/metrics"
 	"populi-db/security"
 	"populi-db/store"
 	"populi-db/sweep"
@@ -109,6 +110,11 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "tls-cert", Usage: "PEM certificate file: serve HTTPS (needs --tls-key); default is plain HTTP"},
 			&ucli.StringFlag{Name: "tls-key", Usage: "PEM private key file for --tls-cert"},
 			&ucli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error (logs go to stderr)"},
+			&ucli.StringFlag{Name: "log-format", Value: "text", Usage: "text (key=value lines) or json (one JSON object per line)"},
+			&ucli.StringFlag{Name: "access-log-level", Value: "info", Usage: "level of the one access-log line per request: info, or debug to see it only with --log-level debug"},
+			&ucli.BoolFlag{Name: "metrics-open", Usage: "serve GET /metrics without a bearer (default: mesh/admin bearer required when auth is on)"},
+			&ucli.IntFlag{Name: "metrics-top-receivers", Value: metrics.TopReceiversDefault, Usage: "how many receivers (deepest ready queue first) get per-receiver metric series"},
+			&ucli.StringFlag{Name: "pprof", Usage: "serve net/http/pprof on this loopback host:port (a separate listener; non-loopback addresses are refused)"},
 			&ucli.DurationFlag{Name: "shutdown-timeout", Value: ShutdownTimeoutDefault, Usage: "how long graceful shutdown waits for in-flight requests"},
 			&ucli.StringFlag{Name: "bootstrap-peers", Usage: "comma-separated base URLs of federation peers to gossip with; overrides $" + EnvFederationPeers},
 			&ucli.DurationFlag{Name: "gossip-interval", Value: gossip.IntervalDefault, Usage: "federation gossip period (first round at start); 0 disables gossip"},
@@ -124,6 +130,12 @@ func serveCommand() *ucli.Command {
 				TLSCert:         c.String("tls-cert"),
 				TLSKey:          c.String("tls-key"),
 				LogLevel:        c.String("log-level"),
+				LogFormat:       c.String("log-format"),
+				AccessLogLevel:  c.String("access-log-level"),
+				MetricsOpen:     c.Bool("metrics-open"),
+				TopReceivers:    c.Int("metrics-top-receivers"),
+				Pprof:           c.String("pprof"),
+				OpenAPI:         embeddedOpenAPI(c.App),
 				ShutdownTimeout: c.Duration("shutdown-timeout"),
 				Storage:         storageOptionsFrom(c),
 				BootstrapPeers:  c.String("bootstrap-peers"),
@@ -139,12 +151,15 @@ func serveCommand() *ucli.Command {
 
 type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
+	LogFormat, AccessLogLevel, Pprof                    string
 	BootstrapPeers                                      string
-	AllowOpen, NoUpgradeBackup                          bool
+	AllowOpen, NoUpgradeBackup, MetricsOpen             bool
+	TopReceivers                                        int
 	SweepInterval, ShutdownTimeout, GossipInterval      time.Duration
 	Storage                                             storageOptions
 	Stdout, Stderr                                      io.Writer
 	Lookup                                              LookupFunc
+	OpenAPI                                             []byte // served at GET /openapi.yaml
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -187,11 +202,15 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if o.Stdout == nil {
 		o.Stdout = os.Stdout
 	}
-	level, err := parseLevel(o.LogLevel)
+	log, closeLog, err := newLogger(o.Stderr, o.LogLevel, o.LogFormat)
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(o.Stderr, &slog.HandlerOptions{Level: level}))
+	defer closeLog()
+	accessLevel, err := parseAccessLevel(o.AccessLogLevel)
+	if err != nil {
+		return err
+	}
 	if os.Getenv("GOGC") == "" {
 		// The heap is small and short-lived per request; GC was ~10% of
 		// server CPU under load at the default, and collecting at 5x the
@@ -244,9 +263,18 @@ func runServe(ctx context.Context, o serveOptions) error {
 		log.Warn(w)
 	}
 
+	var pprofLn net.Listener
+	if o.Pprof != "" {
+		if pprofLn, err = listenPprof(o.Pprof); err != nil {
+			return err
+		}
+		defer pprofLn.Close()
+	}
+
 	clk := clock.Real{}
+	reg := metrics.New()
 	scfg := env.Store
-	scfg.Path, scfg.Clock, scfg.Logger = dbPath, clk, log
+	scfg.Path, scfg.Clock, scfg.Logger, scfg.Observer = dbPath, clk, log, reg
 	if err := o.Storage.apply(&scfg, o.Lookup); err != nil {
 		return err
 	}
@@ -270,8 +298,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	acfg := env.API
 	acfg.Store, acfg.Logger = st, log
+	acfg.Metrics, acfg.MetricsOpen, acfg.MetricsTopReceivers = reg, o.MetricsOpen, o.TopReceivers
+	acfg.AccessLogLevel, acfg.OpenAPI = accessLevel, o.OpenAPI
 	if env.JWTSecret != "" {
-		acfg.JWT = security.NewJWTVerifier(env.JWTSecret, st, clk)
+		acfg.JWT = security.NewJWTVerifier(env.JWTSecret, st, clk,
+			security.WithJWTLogger(log), security.WithJWTRefusals(reg.JWTRefused))
 	}
 	acfg.Attestor = security.NewAttestor(env.VerifyKey, log)
 	if env.RateLimit.Enabled {
@@ -306,6 +337,7 @@ func runServe(ctx context.Context, o serveOptions) error {
 	var sweepWG sync.WaitGroup
 	if o.SweepInterval > 0 {
 		sw := sweep.New(st, o.SweepInterval, log)
+		sw.OnPass = reg.SweepPass
 		sweepWG.Add(1)
 		go func() { defer sweepWG.Done(); sw.Run(sweepCtx) }()
 	}
@@ -339,6 +371,11 @@ func runServe(ctx context.Context, o serveOptions) error {
 		serveErr <- err
 	}()
 	fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
+	if pprofLn != nil {
+		ps := servePprof(pprofLn, log)
+		defer ps.Close()
+		log.Info("pprof serving", "url", "http://"+pprofLn.Addr().String()+"/debug/pprof/")
+	}
 
 	var runErr error
 	select {

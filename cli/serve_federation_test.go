@@ -145,17 +145,16 @@ func TestServeGossipTwoServers(t *testing.T) {
 	if atA.ControlURL != "http://"+bAddr || !atA.Public || len(atA.TaskKinds) != 2 || atA.CurrentQueueDepth == nil {
 		t.Fatalf("B's entry at A: %+v", atA)
 	}
-	// B merges A's answer after A has stored B's entry: wait for it too.
+	// B merges A's answer after A has committed B's entry: poll, as for A.
 	var atB map[string]wire.MeshDirectoryEntry
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		atB = directory(t, b.URL, token)
 		if _, ok := atB["mesh-c"]; ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("B did not learn the entries A answered with: %v", atB)
+			t.Fatalf("B did not learn the entries A answered with within 10 s: %v", atB)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	if _, ok := atB["mesh-b"]; ok {
 		t.Fatal("B added an entry for its own scope")

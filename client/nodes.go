@@ -52,9 +52,10 @@ func (c *Client) BootstrapExchange(ctx context.Context, bootstrapToken string) (
 	return out, err
 }
 
-// Metrics calls GET /metrics (worker-plane) and returns the Prometheus text.
+// Metrics calls GET /metrics (mesh/admin, or anyone with serve --metrics-open)
+// and returns the Prometheus text.
 func (c *Client) Metrics(ctx context.Context) (string, error) {
-	raw, err := c.do(ctx, call{name: "metrics", method: http.MethodGet, path: "/metrics", class: ClassWorker})
+	raw, err := c.do(ctx, call{name: "metrics", method: http.MethodGet, path: "/metrics", class: ClassAdmin})
 	return string(raw), err
 }
 

@@ -823,6 +823,14 @@ func TestHTTPSecretHygiene(t *testing.T) {
 	e.restart()
 	record(e.do(t, http.MethodGet, pathNodes, good, nil)).expect(t, "replay after restart", 401, unauthorized)
 
+	// Observability routes, and a secret in a query string (the access log
+	// names the route pattern, never the raw path or query).
+	record(e.do(t, http.MethodGet, "/metrics", meshTok, nil)).expectStatus(t, "scrape", 200)
+	record(e.do(t, http.MethodGet, "/metrics", workerTok, nil)).expectStatus(t, "worker scrape", 403)
+	record(e.do(t, http.MethodGet, "/readyz", "", nil)).expectStatus(t, "readyz", 200)
+	record(e.do(t, http.MethodGet, pathNodes+"?token="+adminTok, workerTok, nil)).expectStatus(t, "secret in query", 200)
+	record(e.do(t, http.MethodGet, "/nope?k="+jwtSecret, "", nil)).expectStatus(t, "secret in unknown path's query", 401)
+
 	captured := logs.String()
 	if !strings.Contains(captured, "http request") {
 		t.Fatalf("no debug access-log lines captured; the grep would prove nothing:\n%s", captured)

@@ -46,17 +46,38 @@ var roleNames = map[string]api.Role{
 }
 
 type jwtVerifier struct {
-	secret []byte
-	st     *store.Store
-	clk    clock.Clock
-	parser *jwt.Parser
+	secret  []byte
+	st      *store.Store
+	clk     clock.Clock
+	parser  *jwt.Parser
+	log     *slog.Logger
+	refused func(reason string)
+}
+
+// JWTOption adjusts NewJWTVerifier.
+type JWTOption func(*jwtVerifier)
+
+// WithJWTLogger makes the verifier log (a replay-guard failure, never a
+// token) through log instead of slog.Default().
+func WithJWTLogger(log *slog.Logger) JWTOption {
+	return func(v *jwtVerifier) {
+		if log != nil {
+			v.log = log
+		}
+	}
+}
+
+// WithJWTRefusals calls fn with a fixed reason for every refused bearer:
+// malformed, signature, claims, replayed, role or guard_error (for metrics).
+func WithJWTRefusals(fn func(reason string)) JWTOption {
+	return func(v *jwtVerifier) { v.refused = fn }
 }
 
 // NewJWTVerifier returns the HS256 bearer verifier of SPEC 3.4 keyed by the
 // trimmed secret, consuming each jti once in st (SPEC 16.4). It returns nil
 // when the trimmed secret is empty (JWT bearers disabled). A nil clk means
 // the wall clock.
-func NewJWTVerifier(secret string, st *store.Store, clk clock.Clock) api.JWTVerifier {
+func NewJWTVerifier(secret string, st *store.Store, clk clock.Clock, opts ...JWTOption) api.JWTVerifier {
 	secret = strings.TrimSpace(secret)
 	if secret == "" {
 		return nil
@@ -67,10 +88,12 @@ func NewJWTVerifier(secret string, st *store.Store, clk clock.Clock) api.JWTVeri
 	if clk == nil {
 		clk = clock.Real{}
 	}
-	return &jwtVerifier{
-		secret: []byte(secret),
-		st:     st,
-		clk:    clk,
+	v := &jwtVerifier{
+		secret:  []byte(secret),
+		st:      st,
+		clk:     clk,
+		log:     slog.Default(),
+		refused: func(string) {},
 		// Claims are checked by hand (checkClaims) so the rules are SPEC 3.4's
 		// to the second: exp is an integer, the leeway is inclusive, nbf and
 		// iat are ignored and any aud is refused.
@@ -80,6 +103,10 @@ func NewJWTVerifier(secret string, st *store.Store, clk clock.Clock) api.JWTVeri
 			jwt.WithoutClaimsValidation(),
 		),
 	}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // VerifyJWT applies SPEC 3.4 steps 1-8. Every refusal is wire.ErrUnauthorized;
@@ -87,30 +114,40 @@ func NewJWTVerifier(secret string, st *store.Store, clk clock.Clock) api.JWTVeri
 // role is spent too.
 func (v *jwtVerifier) VerifyJWT(token string) (api.Role, error) {
 	if !jwtShaped(token) {
-		return api.RoleNone, wire.ErrUnauthorized
+		return v.refuse("malformed")
 	}
 	var c claims
 	tok, err := v.parser.ParseWithClaims(token, &c, v.key)
 	if err != nil || !tok.Valid {
-		return api.RoleNone, wire.ErrUnauthorized
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) {
+			return v.refuse("signature")
+		}
+		return v.refuse("malformed")
 	}
 	role, jti, exp, ok := c.check(v.clk.Now().Unix())
 	if !ok {
-		return api.RoleNone, wire.ErrUnauthorized
+		return v.refuse("claims")
 	}
 	// exp is a u64 claim; the store clamps its own purge arithmetic.
 	if err := v.st.ConsumeJTI(jti, int64(min(exp, math.MaxInt64))); err != nil {
 		if !errors.Is(err, wire.ErrReplayed) {
 			// The store failed, not the caller: say so without the token.
-			slog.Default().Error("jwt replay guard unavailable; refusing JWT bearer", "err", err)
+			v.log.Error("jwt replay guard unavailable; refusing JWT bearer", "err", err)
+			return v.refuse("guard_error")
 		}
-		return api.RoleNone, wire.ErrUnauthorized
+		return v.refuse("replayed")
 	}
 	r, ok := roleNames[asciiLower(strings.TrimSpace(role))]
 	if !ok {
-		return api.RoleNone, wire.ErrUnauthorized
+		return v.refuse("role")
 	}
 	return r, nil
+}
+
+// refuse reports a refusal's reason and answers 401.
+func (v *jwtVerifier) refuse(reason string) (api.Role, error) {
+	v.refused(reason)
+	return api.RoleNone, wire.ErrUnauthorized
 }
 
 var errNotHS256 = errors.New("security: signing method is not HS256")

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"populi-db/api"
 	"populi-db/internal/clock"
 )
@@ -39,24 +41,26 @@ type rateLimiter struct {
 type rateShard struct {
 	mu        sync.Mutex
 	buckets   map[string]*bucket
-	overflow  bucket
+	overflow  *rate.Limiter
 	lastSweep time.Time
 }
 
+// bucket is one client's token bucket and when it last spent a token (for
+// idle eviction).
 type bucket struct {
-	tokens float64
-	last   time.Time // zero: never used (full)
+	lim  *rate.Limiter
+	last time.Time
 }
 
-// NewRateLimiter returns a token bucket per client (SPEC 16.14): each
-// client may make burst requests at once and perSec per second sustained.
-// perSec ≤ 0 means RateLimitPerSecDefault; burst ≤ 0 means
-// RateLimitBurstFactor × perSec. IPv4 clients are keyed by address, IPv6
-// clients by their /64 (one host usually holds a whole /64). Buckets that
-// have refilled are dropped about once a minute; at most
-// rateMaxBucketsPerShard × 16 clients get their own bucket, the rest share
-// an overflow bucket per shard. Safe for concurrent use; starts no
-// goroutine. A nil clk means the wall clock.
+// NewRateLimiter returns a token bucket per client (SPEC 16.14), a
+// golang.org/x/time/rate limiter each: each client may make burst requests
+// at once and perSec per second sustained. perSec ≤ 0 means
+// RateLimitPerSecDefault; burst ≤ 0 means RateLimitBurstFactor × perSec.
+// IPv4 clients are keyed by address, IPv6 clients by their /64 (one host
+// usually holds a whole /64). Buckets that have refilled are dropped about
+// once a minute; at most rateMaxBucketsPerShard × 16 clients get their own
+// bucket, the rest share an overflow bucket per shard. Safe for concurrent
+// use; starts no goroutine. A nil clk means the wall clock.
 func NewRateLimiter(perSec, burst int, clk clock.Clock) api.RateLimiter {
 	if clk == nil {
 		clk = clock.Real{}
@@ -76,8 +80,13 @@ func NewRateLimiter(perSec, burst int, clk clock.Clock) api.RateLimiter {
 	}
 	for i := range l.shards {
 		l.shards[i].buckets = make(map[string]*bucket)
+		l.shards[i].overflow = l.newLimiter()
 	}
 	return l
+}
+
+func (l *rateLimiter) newLimiter() *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(l.rate), int(l.burst))
 }
 
 // Allow takes one token from clientIP's bucket and reports whether there
@@ -94,30 +103,14 @@ func (l *rateLimiter) Allow(clientIP string) bool {
 	}
 	b := sh.buckets[key]
 	if b == nil {
-		if len(sh.buckets) < rateMaxBucketsPerShard {
-			b = &bucket{}
-			sh.buckets[key] = b
-		} else {
-			b = &sh.overflow
+		if len(sh.buckets) >= rateMaxBucketsPerShard {
+			return sh.overflow.AllowN(now, 1)
 		}
+		b = &bucket{lim: l.newLimiter()}
+		sh.buckets[key] = b
 	}
-	return b.take(now, l.rate, l.burst)
-}
-
-// take refills b for the time since its last use, then spends a token.
-func (b *bucket) take(now time.Time, rate, burst float64) bool {
-	switch {
-	case b.last.IsZero():
-		b.tokens, b.last = burst, now
-	case now.After(b.last):
-		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
-		b.last = now
-	}
-	if b.tokens >= 1 {
-		b.tokens--
-		return true
-	}
-	return false
+	b.last = now
+	return b.lim.AllowN(now, 1)
 }
 
 // sweep drops buckets untouched for at least full: they have refilled, so

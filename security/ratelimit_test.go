@@ -171,3 +171,20 @@ func (l *rateLimiter) buckets() int {
 	}
 	return n
 }
+
+// BenchmarkRateLimitAllow is one Allow over a spread of clients, in
+// parallel: the limiter's cost per request.
+func BenchmarkRateLimitAllow(b *testing.B) {
+	l := NewRateLimiter(1_000_000, 1_000_000, nil)
+	ips := make([]string, 1024)
+	for i := range ips {
+		ips[i] = fmt.Sprintf("10.7.%d.%d", i/256, i%256)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			l.Allow(ips[i%len(ips)])
+			i++
+		}
+	})
+}

@@ -74,6 +74,8 @@ type batchJob struct {
 	rtx     *bbolt.Tx
 	epoch   uint64
 	num     uint64 // builtNum of this batch
+	// handed is when the writer handed the batch to the syncer (observe.go).
+	handed time.Time
 }
 
 // update runs fn in the next group commit and returns after the batch's log
@@ -242,6 +244,7 @@ func (s *Store) runBatch(reqs []*writeReq, epoch uint64) {
 	job, bad := s.buildBatch(reqs, epoch)
 	if job != nil {
 		s.batchesInFlight.Add(1)
+		job.handed = time.Now()
 		s.syncq <- job
 		return
 	}
@@ -331,6 +334,7 @@ func (s *Store) syncLoop() {
 		s.index.mu.Unlock()
 		_ = job.rtx.Rollback()
 		if err == nil {
+			s.observeCommit(len(job.reqs), job.handed) // before the answers: a caller then sees its commit counted
 			s.wake(job.wakes)
 		}
 		for i, r := range job.reqs {
@@ -365,7 +369,9 @@ func (s *Store) syncBatch(job *batchJob) error {
 	if job.payload == nil {
 		return nil
 	}
+	start := time.Now()
 	err := s.wal.Append(job.w.seq, job.payload)
+	s.observeSync("wal", start)
 	if err == nil {
 		return nil
 	}
@@ -487,6 +493,7 @@ func (s *Store) fold() error {
 
 	var txid int
 	s.crashPoint("fold-commit")
+	start := time.Now()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		if err := f.applyTo(tx); err != nil {
 			return err
@@ -499,6 +506,7 @@ func (s *Store) fold() error {
 		txid = tx.ID()
 		return nil
 	})
+	s.observeSync("db", start)
 	if err != nil {
 		// bbolt rolled back; f stays visible as the frozen layer, and the
 		// log still holds it for the next start.

@@ -345,7 +345,9 @@ func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 			}
 			// One more batch: written, never acknowledged.
 			g.close()
+			unacked := make(chan struct{})
 			go func() {
+				defer close(unacked)
 				_, _ = b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "unacked"}, "")
 			}()
 			<-g.waiting

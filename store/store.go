@@ -60,6 +60,7 @@ type Config struct {
 	MaxDeliveries  int // 0 = unlimited
 	ReplayCapacity int
 	OpenTimeout    time.Duration // file lock wait
+	Observer       Observer      // commit metrics (observe.go); nil = none
 
 	// The write-ahead log (log.go). LogDir defaults to Path + "-wal".
 	LogDir          string
@@ -97,6 +98,7 @@ type Store struct {
 	mu       sync.RWMutex // guards closed
 	closed   bool
 	inflight sync.WaitGroup
+	commits  atomic.Uint64 // commits since Open (observe.go)
 
 	nodes    nodeCache    // decoded node records by stored bytes
 	listHint atomic.Int64 // size of the last node listing (ListNodesJSON)

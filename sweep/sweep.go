@@ -51,6 +51,7 @@ type Count struct {
 	Transactions int           // store transactions spent
 	Slowest      time.Duration // longest single transaction (commit included)
 	More         bool          // stopped at the per-pass cap with work possibly left
+	Failed       bool          // the kind's work ended on an error (logged, and in Pass's error)
 }
 
 // Summary is the outcome of one pass.
@@ -183,6 +184,7 @@ func (s *Sweeper) pass(ctx context.Context) (Summary, error) {
 			break
 		}
 		c, err := s.sweepKind(ctx, w, batch, maxTxns)
+		c.Failed = err != nil && !errors.Is(err, store.ErrClosed)
 		sum.Counts[w.kind] = c
 		if err != nil {
 			if errors.Is(err, store.ErrClosed) {

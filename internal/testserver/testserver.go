@@ -16,6 +16,7 @@ import (
 
 	"populi-db/api"
 	"populi-db/internal/clock"
+	"populi-db/metrics"
 	"populi-db/security"
 	"populi-db/store"
 )
@@ -49,6 +50,14 @@ type Options struct {
 	Bootstrap       api.Bootstrap
 	RateLimiter     api.RateLimiter
 
+	// Observability: Metrics, when set, is the registry /metrics serves and
+	// the store's commit observer (nil: api.New's own, and no observer).
+	Metrics             *metrics.Metrics
+	MetricsOpen         bool
+	MetricsTopReceivers int
+	AccessLogLevel      slog.Level // zero = info
+	OpenAPI             []byte     // what /openapi.yaml serves; nil = 404
+
 	// JWT bearers: JWT wins when set; else a non-blank JWTSecret builds the
 	// security package's verifier over this server's store and clock.
 	JWT        api.JWTVerifier
@@ -74,7 +83,8 @@ type Server struct {
 	URL  string // http://127.0.0.1:port
 
 	mu   sync.Mutex
-	hook http.Handler // wraps the api handler when set
+	base http.Handler // the api handler (SetHandler swaps it)
+	hook http.Handler // wraps base when set
 }
 
 // Start opens a store in t.TempDir() and serves it; t.Cleanup stops it.
@@ -95,9 +105,14 @@ func Start(t testing.TB, o Options) *Server {
 func (s *Server) start() {
 	s.t.Helper()
 	o := s.o
+	var obs store.Observer
+	if o.Metrics != nil {
+		obs = o.Metrics
+	}
 	st, err := store.Open(store.Config{
 		Path: s.Path, Clock: s.Clk, Logger: o.Log, LeaseTTL: o.LeaseTTL,
 		MaxMessages: o.MaxMessages, MaxDeliveries: o.MaxDeliveries, ReplayCapacity: o.ReplayCapacity,
+		Observer: obs,
 	})
 	if err != nil {
 		s.t.Fatalf("open store: %v", err)
@@ -107,9 +122,11 @@ func (s *Server) start() {
 		Attestor: o.Attestor, RateLimiter: o.RateLimiter, ScopeID: o.ScopeID,
 		StalePruneMs: o.StalePruneMs, MaxBodyBytes: o.MaxBody, Bootstrap: o.Bootstrap,
 		ReportedScopeID: o.ReportedScopeID, MaxWait: o.MaxWait, FederationMaxEntries: o.FedMaxEntries,
+		Metrics: o.Metrics, MetricsOpen: o.MetricsOpen, MetricsTopReceivers: o.MetricsTopReceivers,
+		AccessLogLevel: o.AccessLogLevel, OpenAPI: o.OpenAPI,
 	}
 	if cfg.JWT == nil && strings.TrimSpace(o.JWTSecret) != "" {
-		cfg.JWT = security.NewJWTVerifier(o.JWTSecret, st, s.Clk)
+		cfg.JWT = security.NewJWTVerifier(o.JWTSecret, st, s.Clk, security.WithJWTLogger(o.Log))
 		cfg.JWTEnabled = true
 	}
 	if cfg.Attestor == nil && o.VerifyKey != "" {
@@ -120,8 +137,8 @@ func (s *Server) start() {
 		_ = st.Close()
 		s.t.Fatalf("api.New: %v", err)
 	}
-	h := srv.Handler()
 	s.St, s.API = st, srv
+	s.SetHandler(srv.Handler())
 	s.HTTP = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		hook := s.hook
@@ -130,7 +147,7 @@ func (s *Server) start() {
 			hook.ServeHTTP(w, r)
 			return
 		}
-		h.ServeHTTP(w, r)
+		s.serveBase(w, r)
 	}))
 	s.URL = s.HTTP.URL
 }
@@ -159,8 +176,25 @@ func (s *Server) Restart() {
 // Handler is the api handler of the current incarnation.
 func (s *Server) Handler() http.Handler { return s.API.Handler() }
 
-// Wrap puts mw in front of the api handler for the requests that follow
-// (nil removes it): fault injection, request inspection.
+// SetHandler makes the server answer with h (e.g. another api.Server over
+// the same store, built with other settings) from the next request. Restart
+// goes back to the new incarnation's api handler.
+func (s *Server) SetHandler(h http.Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.base = h
+}
+
+func (s *Server) serveBase(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	h := s.base
+	s.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+// Wrap puts mw in front of the api handler (SetHandler's, if swapped) for
+// the requests that follow (nil removes it): fault injection, request
+// inspection.
 func (s *Server) Wrap(mw func(next http.Handler) http.Handler) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -168,7 +202,7 @@ func (s *Server) Wrap(mw func(next http.Handler) http.Handler) {
 		s.hook = nil
 		return
 	}
-	s.hook = mw(s.API.Handler())
+	s.hook = mw(http.HandlerFunc(s.serveBase))
 }
 
 // OnRequest calls f with each request as it arrives, before the api
