@@ -49,8 +49,11 @@ func (b *memBucket) Get(k []byte) []byte {
 	return it.v
 }
 
+// Put keeps k and v without copying: every caller passes slices it never
+// changes again (keys built by cat/u64/boundedKey, package-level counter
+// names, fresh counter values).
 func (b *memBucket) Put(k, v []byte) error {
-	b.t.ReplaceOrInsert(memItem{k: append([]byte(nil), k...), v: append([]byte(nil), v...)})
+	b.t.ReplaceOrInsert(memItem{k: k, v: v})
 	return nil
 }
 
