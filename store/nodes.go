@@ -22,42 +22,55 @@ func (t *txn) getNode(id string) (*storedNode, error) {
 	if v == nil {
 		return nil, nil
 	}
-	rec, err := t.s.nodes.decode(v[8:])
+	rec, err := t.s.nodes.decode(id, v[8:])
 	if err != nil {
 		return nil, fmt.Errorf("decode node %q: %w", id, err)
 	}
 	return &storedNode{seq: getU64(v[:8]), rec: rec}, nil
 }
 
-// nodeCache remembers decoded node records by their exact stored bytes:
-// every claim and lease call looks its node up, and a NodeRecord costs tens
-// of microseconds to decode. Keyed by the bytes themselves, a cached record
-// can never be stale. Callers get a shallow copy and only replace top-level
+// nodeCache remembers, per node id, the last decoded record and the exact
+// stored bytes it came from: every claim, lease call and heartbeat looks its
+// node up, and a NodeRecord costs tens of microseconds to decode. A hit
+// needs the stored bytes to be equal, so a cached record is never stale;
+// putNode caches what it writes, so the next heartbeat of a node hits even
+// with 10,000 nodes. Callers get a shallow copy and only replace top-level
 // fields, never mutate what a pointer field points at.
 type nodeCache struct {
 	mu sync.Mutex
-	m  map[string]wire.NodeRecord
+	m  map[string]cachedNode
 }
 
-const nodeCacheMax = 4096
+type cachedNode struct {
+	raw string
+	rec wire.NodeRecord
+}
 
-func (c *nodeCache) decode(raw []byte) (wire.NodeRecord, error) {
+// nodeCacheMax bounds the ids remembered (left nodes stay until a reset).
+const nodeCacheMax = 1 << 17
+
+func (c *nodeCache) decode(id string, raw []byte) (wire.NodeRecord, error) {
 	c.mu.Lock()
-	rec, ok := c.m[string(raw)]
+	e, ok := c.m[id]
 	c.mu.Unlock()
-	if ok {
-		return rec, nil
+	if ok && e.raw == string(raw) {
+		return e.rec, nil
 	}
+	var rec wire.NodeRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
 		return wire.NodeRecord{}, err
 	}
+	c.put(id, raw, rec)
+	return rec, nil
+}
+
+func (c *nodeCache) put(id string, raw []byte, rec wire.NodeRecord) {
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= nodeCacheMax {
-		c.m = make(map[string]wire.NodeRecord)
+		c.m = make(map[string]cachedNode)
 	}
-	c.m[string(raw)] = rec
+	c.m[id] = cachedNode{raw: string(raw), rec: rec}
 	c.mu.Unlock()
-	return rec, nil
 }
 
 func (t *txn) putNode(n *storedNode, old *wire.NodeRecord) error {
@@ -69,6 +82,9 @@ func (t *txn) putNode(n *storedNode, old *wire.NodeRecord) error {
 	if err := t.Bucket(bNodes).Put(key, cat(u64(n.seq), b)); err != nil {
 		return fmt.Errorf("put node %q: %w", n.rec.ID, err)
 	}
+	// Readers of this version get n.rec instead of decoding b: it encodes
+	// to the same bytes, which is all a reader's answer depends on.
+	t.s.nodes.put(n.rec.ID, b, n.rec)
 	// Keep the timed-maintenance index in step with the record.
 	mb := t.Bucket(bMaintByTime)
 	if old != nil && old.MaintenanceUntilUnixMs != nil {
@@ -286,7 +302,7 @@ func (s *Store) ListNodes(staleMs uint64) (wire.Registry, error) {
 			if v == nil {
 				continue
 			}
-			rec, err := s.nodes.decode(v[8:])
+			rec, err := s.nodes.decode(string(id), v[8:])
 			if err != nil {
 				return fmt.Errorf("decode node %q: %w", id, err)
 			}
@@ -327,7 +343,7 @@ func (s *Store) ListNodesJSON(staleMs uint64) ([]byte, error) {
 			if staleMs > 0 {
 				seen, ok := lastSeenOf(raw)
 				if !ok {
-					rec, err := s.nodes.decode(raw)
+					rec, err := s.nodes.decode(string(id), raw)
 					if err != nil {
 						return fmt.Errorf("decode node %q: %w", id, err)
 					}
@@ -340,7 +356,7 @@ func (s *Store) ListNodesJSON(staleMs uint64) ([]byte, error) {
 			// json.Marshal writes `"maintenance":true` only for the key
 			// itself (a string holding it would escape the quotes).
 			if bytes.Contains(raw, maintTrue) {
-				rec, err := s.nodes.decode(raw)
+				rec, err := s.nodes.decode(string(id), raw)
 				if err != nil {
 					return fmt.Errorf("decode node %q: %w", id, err)
 				}

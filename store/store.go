@@ -121,7 +121,8 @@ type Store struct {
 	failed           error // fatal storage error: writes refused until restart
 	lastBatchErr     error // why the last failed batch failed (replied to the batches after it)
 	msgSeq, tokenSeq seqBlock
-	builtNum         uint64 // batches handed to the syncer (under index.mu)
+	builtNum         uint64       // batches handed to the syncer (under index.mu)
+	queued           atomic.Int64 // batches built and not yet finished (commit.go)
 
 	// Read waits (commit.go, view): durMu guards durableNum (batches the
 	// syncer has answered) and indexEpoch (the epoch whose failures the
