@@ -467,7 +467,9 @@ func TestLogStaysBounded(t *testing.T) {
 		wantErr(t, b.s.Ack("7", id, nil), nil)
 		if i%100 == 99 {
 			ents, _ := os.ReadDir(LogDirFor(b.cfg.Path))
-			if len(ents) > 6 {
+			// 600 writes of 2 KB fill ~40 segments of 64 KiB; a fold that
+			// lags under -race may keep a few more than current + 2 spares.
+			if len(ents) > 10 {
 				names := []string{}
 				for _, e := range ents {
 					names = append(names, e.Name())
