@@ -29,11 +29,13 @@ func TestPair(t *testing.T) {
 func TestPairStdinAndJSON(t *testing.T) {
 	t.Parallel()
 	e := newCLIEnv(t, testserver.Options{Bootstrap: api.Bootstrap{Token: "boot-456"}}, nil)
-	runCLI(t, map[string]string{client.EnvControlURL: e.srv.URL}, "wrong\n", "pair").
-		want(t, 1, "", "populi HTTP 401 (bootstrap_exchange): invalid bootstrap token")
+	r := runCLI(t, map[string]string{client.EnvControlURL: e.srv.URL}, "wrong\n", "pair")
+	if r.code != 1 || r.stderr != "populi-db: populi HTTP 401 (bootstrap_exchange): invalid bootstrap token\n" {
+		t.Fatalf("wrong token: exit %d, stderr %q", r.code, r.stderr)
+	}
 	runCLI(t, map[string]string{client.EnvControlURL: e.srv.URL}, "", "pair").
 		want(t, 2, "", "no bootstrap token: set VOX_MESH_BOOTSTRAP_TOKEN or pipe the token on stdin")
-	r := runCLI(t, map[string]string{client.EnvControlURL: e.srv.URL}, "  boot-456  \n", "pair", "-o", "json")
+	r = runCLI(t, map[string]string{client.EnvControlURL: e.srv.URL}, "  boot-456  \n", "pair", "-o", "json")
 	r.want(t, 0, "", "")
 	var out map[string]string
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {

@@ -101,6 +101,8 @@ func (r *remote) explain(err error, class client.Class) error {
 	case client.IsTransport(err):
 		return fmt.Errorf("cannot reach the server at %s (is `populi-db serve` running? set --control-url or %s): %w",
 			r.url, client.EnvControlURL, err)
+	case class == client.ClassPublic: // no bearer involved: the server's text says it all
+		return err
 	case client.IsHTTPStatus(err, 401) && r.tokens.For(class) == "":
 		return fmt.Errorf("%w\nhint: no token is set; export one of %s (first set wins)", err, vars)
 	case client.IsHTTPStatus(err, 401):
