@@ -84,6 +84,11 @@ func writeJSON(w http.ResponseWriter, v any) error {
 	if err != nil {
 		return err
 	}
+	return writeRawJSON(w, b)
+}
+
+// writeRawJSON answers 200 with an already encoded JSON body.
+func writeRawJSON(w http.ResponseWriter, b []byte) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)

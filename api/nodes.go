@@ -20,10 +20,7 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
-	return nil
+	return writeRawJSON(w, body)
 }
 
 // join answers POST /v1/populi/join (SPEC 2.5, 9.1).

@@ -202,17 +202,17 @@ func (s *Store) foldForSnapshot() error {
 		}
 		return nil
 	}
-	for {
-		// A frozen layer being committed by the background loop is folded
-		// by it; fold() then takes what is left.
-		if err := s.fold(); err != nil {
-			return fmt.Errorf("fold the write-ahead log into %s: %w", s.cfg.Path, err)
-		}
-		s.index.mu.RLock()
-		done := s.live.n == 0 && s.frozen == nil
-		s.index.mu.RUnlock()
-		if done {
-			return nil
-		}
+	// fold waits for a background commit in flight (both hold foldMu), then
+	// commits everything acknowledged so far: one call covers every write
+	// acknowledged before the snapshot began, even while writes go on.
+	if err := s.fold(); err != nil {
+		return fmt.Errorf("fold the write-ahead log into %s: %w", s.cfg.Path, err)
 	}
+	s.index.mu.RLock()
+	stuck := s.frozen != nil // left by a failed background commit (storage failed)
+	s.index.mu.RUnlock()
+	if stuck {
+		return fmt.Errorf("fold the write-ahead log into %s: %w", s.cfg.Path, s.fatal())
+	}
+	return nil
 }

@@ -92,11 +92,10 @@ func (s *Store) checkPages() []Finding {
 // records waiting to be folded were replayed into memory by the open and
 // decoded there (a record that does not decode fails the open).
 func (s *Store) checkLog() []Finding {
-	var applied uint64
-	_ = s.db.View(func(tx *bbolt.Tx) error {
-		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
-		return nil
-	})
+	applied, err := s.appliedLogSeq()
+	if err != nil {
+		return []Finding{{"log", fmt.Sprintf("reading meta/applied_log_seq: %v", err)}}
+	}
 	rep, err := wal.Verify(s.cfg.LogDir, applied)
 	if err != nil {
 		return []Finding{{"log", fmt.Sprintf("reading the write-ahead log %s: %v", s.cfg.LogDir, err)}}

@@ -101,8 +101,8 @@ func (s *Store) update(fn func(*txn) error) error {
 	return <-r.done
 }
 
-// snapshot opens a bbolt read transaction and the layers it lacks. The
-// caller holds index.mu (either way). bbolt's transaction is begun first
+// snapshotLayers returns the layers rtx lacks. The caller holds index.mu
+// (either way) and began rtx before taking it: bbolt's transaction first
 // (lock order: a bbolt remap waits for readers, so nobody may wait for
 // bbolt while holding index.mu); if a background commit finished between
 // Begin and the caller taking index.mu, the layer it committed may already
@@ -273,11 +273,7 @@ func (s *Store) buildBatch(reqs []*writeReq, epoch uint64) (*batchJob, error) {
 	for {
 		rtx, err := s.db.Begin(false)
 		if err != nil {
-			err = fmt.Errorf("begin read transaction: %w", err)
-			for _, r := range reqs {
-				r.done <- err
-			}
-			return nil, err
+			return nil, fmt.Errorf("begin read transaction: %w", err) // runBatch answers
 		}
 		s.index.mu.Lock()
 		var ok bool
@@ -429,9 +425,6 @@ func (s *Store) resetAfterFailure() {
 	s.durMu.Unlock()
 }
 
-// mustRebuildIndex is kept for callers outside the commit path (tests).
-func (s *Store) mustRebuildIndex() { s.resetAfterFailure() }
-
 func (s *Store) setFatal(err error) {
 	s.failMu.Lock()
 	defer s.failMu.Unlock()
@@ -447,9 +440,6 @@ func (s *Store) fatal() error {
 	defer s.failMu.Unlock()
 	return s.failed
 }
-
-// Healthy reports why writes are refused (nil: they are not).
-func (s *Store) Healthy() error { return s.fatal() }
 
 // waitForRoom holds the writer while the acknowledged writes bbolt has not
 // taken yet exceed liveLimit (the background commit is behind).
@@ -575,23 +565,25 @@ func (s *Store) solo(fn func(*txn) error) error {
 	return nil
 }
 
+// appliedLogSeq is the last log record bbolt's last commit holds.
+func (s *Store) appliedLogSeq() (applied uint64, err error) {
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
+		return nil
+	})
+	return applied, err
+}
+
 // loadLogReadOnly replays the log's records after bbolt's last applied one
 // into memory (s.live), modifying nothing: read-only tools then see every
 // acknowledged write, including those a crash left only in the log.
 func (s *Store) loadLogReadOnly() error {
-	var applied uint64
-	if err := s.db.View(func(tx *bbolt.Tx) error {
-		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
-		return nil
-	}); err != nil {
+	applied, err := s.appliedLogSeq()
+	if err != nil {
 		return err
 	}
-	known := map[string]bool{}
-	for _, b := range allBuckets {
-		known[string(b)] = true
-	}
-	_, err := wal.ReadOnlyReplay(s.cfg.LogDir, applied, func(seq uint64, payload []byte) error {
-		if err := s.live.decodeInto(payload, known); err != nil {
+	_, err = wal.ReadOnlyReplay(s.cfg.LogDir, applied, func(seq uint64, payload []byte) error {
+		if err := s.live.decodeInto(payload); err != nil {
 			return fmt.Errorf("log record %d: %w", seq, err)
 		}
 		s.live.seq = seq
@@ -620,16 +612,9 @@ func (s *Store) PendingLogWrites() int {
 // recoverLog opens the log and replays into bbolt every record after the
 // last one bbolt holds, in one synced commit.
 func (s *Store) recoverLog() error {
-	var applied uint64
-	if err := s.db.View(func(tx *bbolt.Tx) error {
-		applied = getU64(tx.Bucket(bMeta).Get(mAppliedLogSeq))
-		return nil
-	}); err != nil {
+	applied, err := s.appliedLogSeq()
+	if err != nil {
 		return err
-	}
-	known := map[string]bool{}
-	for _, b := range allBuckets {
-		known[string(b)] = true
 	}
 	rec := newLayer()
 	records := 0
@@ -645,7 +630,7 @@ func (s *Store) recoverLog() error {
 			return fmt.Errorf("log record %d does not continue %s (expected %d): is this log from another db file? "+
 				"move %s away to start without it", seq, s.cfg.Path, want, s.cfg.LogDir)
 		}
-		if err := rec.decodeInto(payload, known); err != nil {
+		if err := rec.decodeInto(payload); err != nil {
 			return fmt.Errorf("log record %d: %w", seq, err)
 		}
 		rec.seq = seq

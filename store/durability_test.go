@@ -183,8 +183,8 @@ func TestLogWriteFaultsRefuseWritesUntilRestart(t *testing.T) {
 			if _, err := b.s.Join(wire.NodeRecord{ID: "n"}); !errors.Is(err, ErrStorageFailed) {
 				t.Fatalf("join after a failed %s = %v, want ErrStorageFailed", op, err)
 			}
-			if b.s.Healthy() == nil || !strings.Contains(b.s.Healthy().Error(), "write-ahead log") {
-				t.Fatalf("Healthy() = %v, want the log failure", b.s.Healthy())
+			if b.s.fatal() == nil || !strings.Contains(b.s.fatal().Error(), "write-ahead log") {
+				t.Fatalf("fatal() = %v, want the log failure", b.s.fatal())
 			}
 			rows, err := b.s.ListInbox("7", nil, nil)
 			if err != nil || len(rows) != 1 || rows[0].ID != ok {
@@ -243,8 +243,8 @@ func TestDiskFullRefusesThenResumes(t *testing.T) {
 	if _, err := b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: payload}, ""); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("deliver while still full = %v, want ErrDiskFull", err)
 	}
-	if b.s.Healthy() != nil {
-		t.Fatalf("a full disk made the store unhealthy: %v", b.s.Healthy())
+	if b.s.fatal() != nil {
+		t.Fatalf("a full disk made the store unhealthy: %v", b.s.fatal())
 	}
 	ffs.Clear()
 	for range 20 {

@@ -138,8 +138,17 @@ func (l *layer) encode(buf []byte) []byte {
 
 var errBadRecord = errors.New("malformed log record payload")
 
+// durableBuckets is the set of bucket names a log record may name.
+var durableBuckets = func() map[string]bool {
+	m := map[string]bool{}
+	for _, b := range allBuckets {
+		m[string(b)] = true
+	}
+	return m
+}()
+
 // decodeInto applies an encoded payload to l, copying out of p.
-func (l *layer) decodeInto(p []byte, known map[string]bool) error {
+func (l *layer) decodeInto(p []byte) error {
 	next := func() ([]byte, error) {
 		n, w := binary.Uvarint(p)
 		if w <= 0 || n > uint64(len(p)-w) {
@@ -154,7 +163,7 @@ func (l *layer) decodeInto(p []byte, known map[string]bool) error {
 		if err != nil {
 			return err
 		}
-		if !known[string(name)] {
+		if !durableBuckets[string(name)] {
 			return fmt.Errorf("%w: unknown bucket %q", errBadRecord, name)
 		}
 		cnt, w := binary.Uvarint(p)

@@ -7,7 +7,7 @@ package store
 // block in memory and writes a new reservation only when a block runs out;
 // a crash skips at most one block, and a clean Close writes back the exact
 // last value so a restart continues without a gap. Any rollback or failed
-// commit drops the in-memory block (mustRebuildIndex) so the next value is
+// commit drops the in-memory block (resetAfterFailure) so the next value is
 // re-derived from what was committed.
 
 const seqReserve = 1024
