@@ -145,12 +145,37 @@ func runCycle(t *testing.T, srv *server, led *ledger, rng *rand.Rand, seed uint6
 		fail("cycle %d: %v", c, err)
 	}
 	probe := &worker{c: cl, l: led, rng: rand.New(rand.NewPCG(seed, uint64(c)<<32)), stop: make(chan struct{})}
-	if c == 1 {
-		for _, id := range nodes {
-			if _, err := cl.Join(context.Background(), wire.NodeRecord{ID: id, Version: "crash"}); err != nil {
-				fail("join %s: %v", id, err)
-			}
+	// Every node joined in an earlier cycle is still registered.
+	reg, err := cl.ListNodes(context.Background())
+	if err != nil {
+		fail("cycle %d: list nodes after restart: %v", c, err)
+	}
+	present := map[string]bool{}
+	for _, n := range reg.Nodes {
+		present[n.ID] = true
+	}
+	led.mu.Lock()
+	for id := range led.joined {
+		if !present[id] {
+			led.fail("after restart: joined node %s is missing from the registry", id)
 		}
+	}
+	led.mu.Unlock()
+	// The nodes join in the first cycle that runs traffic (cycle 1 may have
+	// been killed right after start) and must survive every restart after it.
+	for _, id := range nodes {
+		led.mu.Lock()
+		joined := led.joined[id]
+		led.mu.Unlock()
+		if joined {
+			continue
+		}
+		if _, err := cl.Join(context.Background(), wire.NodeRecord{ID: id, Version: "crash"}); err != nil {
+			fail("join %s: %v", id, err)
+		}
+		led.mu.Lock()
+		led.joined[id] = true
+		led.mu.Unlock()
 	}
 	// Idempotency of pending rows survives the restart: re-delivering an
 	// answered key whose row was never acked answers the same id.
