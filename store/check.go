@@ -183,7 +183,7 @@ func invRows(tx *bbolt.Tx, fail failFunc) {
 	var maxID, maxToken uint64
 	_ = tx.Bucket(bRows).ForEach(func(k, v []byte) error {
 		var m wire.StoredMessage
-		if err := json.Unmarshal(v, (*rowJSON)(&m)); err != nil {
+		if err := decodeRow(v, &m); err != nil {
 			fail("invariant", "a2a row %x does not decode: %v", k, err)
 			return nil
 		}

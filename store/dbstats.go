@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 
@@ -36,13 +35,8 @@ func (s *Store) DBStats() (wire.DBStats, error) {
 			return nil
 		}
 		return rows.ForEach(func(k, v []byte) error {
-			var f struct {
-				ID              uint64 `json:"id"`
-				ReceiverAgentID string `json:"receiver_agent_id"`
-				State           string `json:"state"`
-				CreatedUnixMs   uint64 `json:"created_unix_ms"`
-			}
-			if err := json.Unmarshal(v, &f); err != nil {
+			var f wire.StoredMessage
+			if err := decodeRow(v, &f); err != nil {
 				return fmt.Errorf("decode a2a row %d: %w", getU64(k), err)
 			}
 			out.States[f.State]++

@@ -76,7 +76,7 @@ func checkRows(tx *txn, s *Store, fail func(string, ...any)) {
 	var maxID uint64
 	_ = tx.Bucket(bRows).ForEach(func(k, v []byte) error {
 		var m wire.StoredMessage
-		if err := json.Unmarshal(v, &m); err != nil {
+		if err := decodeRow(v, &m); err != nil {
 			fail("row %x: %v", k, err)
 			return nil
 		}

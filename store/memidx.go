@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"runtime"
 	"sync"
@@ -154,19 +153,6 @@ func (t *txn) idx(name []byte) *memBucket {
 	return b
 }
 
-// rowIndexFields are the only row fields indexRow reads; decoding just these
-// skips allocating payloads when rebuilding.
-type rowIndexFields struct {
-	ID                 uint64  `json:"id"`
-	ReceiverAgentID    string  `json:"receiver_agent_id"`
-	LeaseHolderNodeID  *string `json:"lease_holder_node_id"`
-	LeaseExpiresUnixMs *uint64 `json:"lease_expires_unix_ms"`
-	Priority           uint8   `json:"priority"`
-	TaskKind           *string `json:"task_kind"`
-	State              string  `json:"state"`
-	NotBeforeUnixMs    *uint64 `json:"not_before_unix_ms"`
-}
-
 // rebuildIndex derives every index from the rows bucket as committed. Rows
 // are decoded on every core (decoding is most of the work) and indexed by
 // one goroutine, all inside one read transaction.
@@ -202,16 +188,12 @@ func (s *Store) rebuildIndexFrom(clean bool) error {
 			go func() {
 				defer wg.Done()
 				for r := range rows {
-					var f rowIndexFields
-					if err := json.Unmarshal(r.v, &f); err != nil {
+					m := new(wire.StoredMessage)
+					if err := decodeRowForIndex(r.v, m); err != nil {
 						record(fmt.Errorf("decode a2a row %d: %w", getU64(r.k), err))
 						continue
 					}
-					decoded <- &wire.StoredMessage{
-						ID: f.ID, ReceiverAgentID: f.ReceiverAgentID, LeaseHolderNodeID: f.LeaseHolderNodeID,
-						LeaseExpiresUnixMs: f.LeaseExpiresUnixMs, Priority: f.Priority, TaskKind: f.TaskKind,
-						State: f.State, NotBeforeUnixMs: f.NotBeforeUnixMs,
-					}
+					decoded <- m
 				}
 			}()
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -21,16 +20,12 @@ func (t *txn) getRow(id uint64) (*wire.StoredMessage, error) {
 		return nil, nil
 	}
 	var m wire.StoredMessage
-	// Stored rows always carry priority, so skip StoredMessage's
-	// legacy-default UnmarshalJSON (it decodes twice) on this hot path.
-	if err := json.Unmarshal(v, (*rowJSON)(&m)); err != nil {
+	if err := decodeRow(v, &m); err != nil {
 		return nil, fmt.Errorf("decode a2a row %d: %w", id, err)
 	}
 	return &m, nil
 }
 
-// rowJSON is StoredMessage without its methods.
-type rowJSON wire.StoredMessage
 
 // saveRow moves a row from old to new (either may be nil: insert, delete).
 func (t *txn) saveRow(old, new *wire.StoredMessage) error {
@@ -45,11 +40,7 @@ func (t *txn) saveRow(old, new *wire.StoredMessage) error {
 		}
 		return nil
 	}
-	b, err := json.Marshal(new)
-	if err != nil {
-		return fmt.Errorf("encode a2a row %d: %w", new.ID, err)
-	}
-	if err := t.Bucket(bRows).Put(u64(new.ID), b); err != nil {
+	if err := t.Bucket(bRows).Put(u64(new.ID), appendRow(make([]byte, 0, 96+len(new.Payload)), new)); err != nil {
 		return fmt.Errorf("put a2a row %d: %w", new.ID, err)
 	}
 	if err := t.indexRow(new, true); err != nil {

@@ -7,7 +7,7 @@ import (
 
 // SchemaVersion is written to meta/schema_version. Open upgrades an older
 // file through the migrations in upgrade.go and refuses a newer one.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // Every bucket, in one place. Keys are byte strings; ids are 8-byte
 // big-endian so byte order is numeric order. "recv" below is a receiver

@@ -24,6 +24,9 @@ var migrations = []migration{
 		}
 		return meta.Put(mAppliedLogSeq, u64(0))
 	}},
+	{to: 3, what: "a2a rows are written in the binary row encoding (rowcodec.go); JSON rows keep decoding, so nothing is rewritten", apply: func(*bbolt.Tx) error {
+		return nil
+	}},
 }
 
 // ErrSchemaNewer means the file was written by a newer populi-db.
