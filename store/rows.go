@@ -26,7 +26,6 @@ func (t *txn) getRow(id uint64) (*wire.StoredMessage, error) {
 	return &m, nil
 }
 
-
 // saveRow moves a row from old to new (either may be nil: insert, delete).
 func (t *txn) saveRow(old, new *wire.StoredMessage) error {
 	if old != nil {
