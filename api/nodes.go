@@ -25,15 +25,15 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 
 // join answers POST /v1/populi/join (SPEC 2.5, 9.1).
 func (s *Server) join(w http.ResponseWriter, _ *http.Request, rec *wire.NodeRecord) error {
-	return s.upsertNode(w, rec, s.store.Join)
+	return s.upsertNode(w, rec, s.store.JoinJSON)
 }
 
 // heartbeat answers POST /v1/populi/heartbeat (SPEC 2.6, 9.2).
 func (s *Server) heartbeat(w http.ResponseWriter, _ *http.Request, rec *wire.NodeRecord) error {
-	return s.upsertNode(w, rec, s.store.Heartbeat)
+	return s.upsertNode(w, rec, s.store.HeartbeatJSON)
 }
 
-func (s *Server) upsertNode(w http.ResponseWriter, rec *wire.NodeRecord, op func(wire.NodeRecord) (wire.NodeRecord, error)) error {
+func (s *Server) upsertNode(w http.ResponseWriter, rec *wire.NodeRecord, op func(wire.NodeRecord) ([]byte, error)) error {
 	if err := s.checkScope(rec.ScopeID); err != nil {
 		return err
 	}
@@ -41,7 +41,7 @@ func (s *Server) upsertNode(w http.ResponseWriter, rec *wire.NodeRecord, op func
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, out)
+	return writeRawJSON(w, out)
 }
 
 // checkScope is SPEC 5: with a required scope, the record's scope_id must be

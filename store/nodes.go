@@ -15,6 +15,7 @@ import (
 type storedNode struct {
 	seq uint64
 	rec wire.NodeRecord
+	enc []byte // rec's stored JSON, set by putNode
 }
 
 func (t *txn) getNode(id string) (*storedNode, error) {
@@ -78,6 +79,7 @@ func (t *txn) putNode(n *storedNode, old *wire.NodeRecord) error {
 	if err != nil {
 		return fmt.Errorf("encode node %q: %w", n.rec.ID, err)
 	}
+	n.enc = b
 	key := boundedKey(n.rec.ID)
 	if err := t.Bucket(bNodes).Put(key, cat(u64(n.seq), b)); err != nil {
 		return fmt.Errorf("put node %q: %w", n.rec.ID, err)
@@ -135,21 +137,38 @@ func ValidateNodeID(id string) error {
 // them (16.18), except a quarantine tombstone re-applies (16.9).
 // Errors: wire.ErrNodeIDRequired.
 func (s *Store) Join(rec wire.NodeRecord) (wire.NodeRecord, error) {
-	return s.upsertNode(rec, false)
+	out, _, err := s.upsertNode(rec, false)
+	return out, err
 }
 
 // Heartbeat upserts like Join for an unknown id; for a known id it overwrites
 // only the client-owned fields present in rec (SPEC 9.2, 16.7).
 // Errors: wire.ErrNodeIDRequired.
 func (s *Store) Heartbeat(rec wire.NodeRecord) (wire.NodeRecord, error) {
-	return s.upsertNode(rec, true)
+	out, _, err := s.upsertNode(rec, true)
+	return out, err
 }
 
-func (s *Store) upsertNode(in wire.NodeRecord, merge bool) (wire.NodeRecord, error) {
+// JoinJSON is Join answering the stored record's JSON, the bytes
+// json.Marshal of Join's record gives (the API sends them as they are:
+// the record is encoded once, by the writer that stores it).
+func (s *Store) JoinJSON(rec wire.NodeRecord) ([]byte, error) {
+	_, enc, err := s.upsertNode(rec, false)
+	return enc, err
+}
+
+// HeartbeatJSON is Heartbeat answering the stored record's JSON (JoinJSON).
+func (s *Store) HeartbeatJSON(rec wire.NodeRecord) ([]byte, error) {
+	_, enc, err := s.upsertNode(rec, true)
+	return enc, err
+}
+
+func (s *Store) upsertNode(in wire.NodeRecord, merge bool) (wire.NodeRecord, []byte, error) {
 	if err := ValidateNodeID(in.ID); err != nil {
-		return wire.NodeRecord{}, err
+		return wire.NodeRecord{}, nil, err
 	}
 	var out wire.NodeRecord
+	var enc []byte
 	err := s.update(func(t *txn) error {
 		in.Quarantined, in.Maintenance, in.MaintenanceUntilUnixMs = nil, nil, nil
 		in.LastSeenUnixMs = t.nowMs
@@ -188,10 +207,10 @@ func (s *Store) upsertNode(in wire.NodeRecord, merge bool) (wire.NodeRecord, err
 		if err := t.putNode(n, old); err != nil {
 			return err
 		}
-		out = n.rec
+		out, enc = n.rec, n.enc
 		return nil
 	})
-	return out, err
+	return out, enc, err
 }
 
 // Leave removes a node (exact id). A quarantined node leaves a tombstone so a

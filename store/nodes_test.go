@@ -440,6 +440,30 @@ func TestListNodesStaleFilter(t *testing.T) {
 // The spliced listing is byte for byte what encoding the decoded registry
 // gives, across plain, quarantined, drained (timed, expired, open-ended),
 // stale and oddly labelled nodes, before and after time passes.
+// The JSON a join or heartbeat answers is json.Marshal of the record it
+// stored (the API sends those bytes as they are).
+func TestUpsertJSONMatchesRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	rec := wire.NodeRecord{ID: "n1", Version: "test"}
+	rec.Capabilities.Labels = []string{`<"x"> & é`}
+	for i, op := range []func(wire.NodeRecord) ([]byte, error){b.s.JoinJSON, b.s.HeartbeatJSON, b.s.HeartbeatJSON} {
+		if i == 2 {
+			wantErr(t, b.s.SetQuarantine("n1", true), nil)
+			rec.Capabilities.Labels = nil
+		}
+		b.clk.Advance(time.Second)
+		got, err := op(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(b.node("n1"))
+		if string(got) != string(want) {
+			t.Fatalf("op %d answered\n%s\nstored\n%s", i, got, want)
+		}
+	}
+}
+
 func TestListNodesJSONMatchesListNodes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
