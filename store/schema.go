@@ -21,7 +21,7 @@ var (
 	bTombstones  = []byte("quarantine_tombstones") // node id → "1" (SPEC 16.9)
 	bMaintByTime = []byte("maint_deadline")        // deadline(8) ‖ node id → nil (timed drains, for the sweeper)
 
-	bRows = []byte("a2a_rows") // id(8) → StoredMessage JSON: the mailbox's only durable row state
+	bRows = []byte("a2a_rows") // id(8) → StoredMessage (rowcodec.go; JSON before schema 3): the mailbox's only durable row state
 	bIdem = []byte("a2a_idem") // dedupe key → id(8) (SPEC 6.3, 16.3)
 
 	// Derived mailbox indexes, kept in memory and rebuilt from bRows at open
