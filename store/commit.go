@@ -496,6 +496,11 @@ func (s *Store) fold() error {
 	s.index.mu.Unlock()
 
 	var txid int
+	if fj, ok := s.wal.(folder); ok {
+		if err := fj.Fold(f); err != nil {
+			return err // f stays frozen (visible); the store goes fatal
+		}
+	}
 	s.crashPoint("fold-commit")
 	start := time.Now()
 	err := s.db.Update(func(tx *bbolt.Tx) error {
