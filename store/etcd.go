@@ -376,6 +376,17 @@ func (s *Store) recoverEtcd() error {
 	if err != nil {
 		return fmt.Errorf("replay the etcd log into the cache %s: %w", s.cfg.Path, err)
 	}
+	if len(seqs) > 0 {
+		// The replayed records live only in the etcd log: fold them into
+		// the kv keys now, as the wal's recovery folds them into bbolt,
+		// since this store's own folds only copy what it acknowledges.
+		if err := j.Fold(rec); err != nil {
+			return fmt.Errorf("fold the replayed etcd log: %w", err)
+		}
+		if err := j.Release(last); err != nil {
+			return fmt.Errorf("fold the replayed etcd log: %w", err)
+		}
+	}
 	s.log.Info("loaded state from etcd", "prefix", j.cfg.Prefix, "revision", rev, "applied_seq", applied, "replayed_records", len(seqs))
 	j.last.Store(last)
 	s.wal, s.lastSeq = j, last

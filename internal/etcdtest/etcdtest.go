@@ -5,6 +5,7 @@
 package etcdtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -78,7 +79,7 @@ func Start(dir string, n int) (*Cluster, error) {
 		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = "populi-test"
-		cfg.LogLevel = "error"
+		cfg.LogLevel = "panic" // members log expected errors when stopped
 		cfg.UnsafeNoFsync = true
 		cfg.TickMs, cfg.ElectionMs = 50, 500
 		cfgs[i] = cfg
@@ -145,5 +146,63 @@ func (c *Cluster) Close() {
 	}
 	for i := range c.members {
 		c.StopMember(i)
+	}
+}
+
+// NewGuard creates prefix+"/leader" (no lease) as a stand-in for a won
+// election key, and returns it with its create revision.
+func (c *Cluster) NewGuard(prefix string) (key string, rev int64, err error) {
+	key = prefix + "/leader"
+	resp, err := c.cli.Put(context.Background(), key, "test")
+	if err != nil {
+		return "", 0, fmt.Errorf("etcd guard key: %w", err)
+	}
+	return key, resp.Header.Revision, nil
+}
+
+var shared struct {
+	sync.Mutex
+	c   *Cluster
+	dir string
+	n   int
+}
+
+// Shared is one single-member cluster for the whole test binary, started
+// on first use; the package's TestMain calls CloseShared.
+func Shared() (*Cluster, error) {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.c != nil {
+		return shared.c, nil
+	}
+	dir, err := os.MkdirTemp("", "populi-etcd-")
+	if err != nil {
+		return nil, err
+	}
+	c, err := Start(dir, 1)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	shared.c, shared.dir = c, dir
+	return c, nil
+}
+
+// NextPrefix is a fresh key prefix on the shared cluster.
+func NextPrefix() string {
+	shared.Lock()
+	defer shared.Unlock()
+	shared.n++
+	return fmt.Sprintf("/test/%d", shared.n)
+}
+
+// CloseShared stops the shared cluster, if one was started.
+func CloseShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.c != nil {
+		shared.c.Close()
+		os.RemoveAll(shared.dir)
+		shared.c = nil
 	}
 }
