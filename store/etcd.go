@@ -76,6 +76,9 @@ const (
 	etcdTxnBytes    = 1 << 20 // per Txn, below etcd's default --max-request-bytes (1.5 MiB)
 	etcdPageSize    = 2000    // keys per range read
 	etcdTimeoutDflt = 10 * time.Second
+	// One attempt of a Txn, and the pause before the next.
+	etcdAttemptTimeout = 3 * time.Second
+	etcdRetryPause     = 100 * time.Millisecond
 )
 
 type etcdJournal struct {
@@ -110,27 +113,38 @@ func (j *etcdJournal) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), j.cfg.Timeout)
 }
 
-// txn commits ops guarded by the leader's election key.
+// txn commits ops guarded by the leader's election key. A failed attempt
+// (a member lost, a raft leader change, a timeout) is retried until
+// Timeout: every Txn here writes fixed keys and values, so applying one
+// twice changes nothing. A Txn that may have applied but is reported failed
+// fails the store; the next leader replays what it finds.
 func (j *etcdJournal) txn(ops ...clientv3.Op) error {
-	ctx, cancel := j.ctx()
-	defer cancel()
-	resp, err := j.cfg.Client.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(j.cfg.GuardKey), "=", j.cfg.GuardRev)).
-		Then(ops...).Commit()
-	if err != nil {
-		return fmt.Errorf("etcd txn (%d ops): %w", len(ops), err)
+	deadline := time.Now().Add(j.cfg.Timeout)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), min(etcdAttemptTimeout, time.Until(deadline)))
+		resp, err := j.cfg.Client.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(j.cfg.GuardKey), "=", j.cfg.GuardRev)).
+			Then(ops...).Commit()
+		cancel()
+		if err == nil && !resp.Succeeded {
+			err := fmt.Errorf("%w (guard %s@%d)", ErrFenced, j.cfg.GuardKey, j.cfg.GuardRev)
+			j.fence.Do(func() {
+				j.log.Error("etcd write refused: deposed; refusing writes from now on", "err", err)
+				if j.cfg.OnFenced != nil {
+					j.cfg.OnFenced(err)
+				}
+			})
+			return err
+		}
+		if err == nil {
+			return nil
+		}
+		if time.Now().Add(etcdRetryPause).After(deadline) {
+			return fmt.Errorf("etcd txn (%d ops, %d attempts): %w", len(ops), attempt+1, err)
+		}
+		j.log.Warn("etcd txn failed; retrying", "attempt", attempt+1, "err", err)
+		time.Sleep(etcdRetryPause)
 	}
-	if !resp.Succeeded {
-		err := fmt.Errorf("%w (guard %s@%d)", ErrFenced, j.cfg.GuardKey, j.cfg.GuardRev)
-		j.fence.Do(func() {
-			j.log.Error("etcd write refused: deposed; refusing writes from now on", "err", err)
-			if j.cfg.OnFenced != nil {
-				j.cfg.OnFenced(err)
-			}
-		})
-		return err
-	}
-	return nil
 }
 
 // Append writes one batch's record.
