@@ -333,3 +333,56 @@ func TestHAFencingSIGSTOP(t *testing.T) {
 		}
 	}
 }
+
+// migrate --to-etcd then --from-etcd: a bbolt db moves into an etcd prefix,
+// is served from it, and comes back into a bbolt file.
+func TestMigrateToEtcdAndBack(t *testing.T) {
+	c := startEtcd(t, 1)
+	ep := strings.Join(c.Endpoints(), ",")
+	dir := t.TempDir()
+	db := filepath.Join(dir, "populi.db")
+	s := startServer(t, db, nil, "--gossip-interval", "0")
+	var d struct {
+		MessageID uint64 `json:"message_id"`
+	}
+	if st, body := call(t, "POST", s.URL+"/v1/populi/a2a/deliver", "", deliverBody("7", "from-file", "k1"), &d); st != 200 {
+		t.Fatalf("deliver: %d %s", st, body)
+	}
+	s.signal(syscall.SIGTERM)
+	if code := s.wait(15 * time.Second); code != 0 {
+		t.Fatalf("serve exit %d", code)
+	}
+
+	if code, out := runBinary(t, nil, 30*time.Second, "migrate", "--to-etcd", "--db", db, "--etcd-endpoints", ep, "--etcd-prefix", "/populi/mig"); code != 0 {
+		t.Fatalf("migrate --to-etcd: %d %s", code, out)
+	}
+	if code, out := runBinary(t, nil, 30*time.Second, "migrate", "--to-etcd", "--db", db, "--etcd-endpoints", ep, "--etcd-prefix", "/populi/mig"); code == 0 || !strings.Contains(out, "already holds") {
+		t.Fatalf("second migrate --to-etcd into the same prefix: %d %s", code, out)
+	}
+	h := startHA(t, c, "/populi/mig", "h")
+	leaderOf(t, h)
+	msgs := listAll(t, h.URL, "", "7")
+	if len(msgs) != 1 || msgs[0].ID != d.MessageID || msgs[0].Payload != "from-file" {
+		t.Fatalf("served from etcd after migration: %+v", msgs)
+	}
+	if st, body := call(t, "POST", h.URL+"/v1/populi/a2a/deliver", "", deliverBody("7", "on-etcd", "k2"), nil); st != 200 {
+		t.Fatalf("deliver on etcd: %d %s", st, body)
+	}
+	h.signal(syscall.SIGTERM)
+	if code := h.wait(15 * time.Second); code != 0 {
+		t.Fatalf("etcd serve exit %d:\n%s", code, h.stderr)
+	}
+
+	back := filepath.Join(dir, "back.db")
+	if code, out := runBinary(t, nil, 30*time.Second, "migrate", "--from-etcd", "--db", back, "--etcd-endpoints", ep, "--etcd-prefix", "/populi/mig"); code != 0 {
+		t.Fatalf("migrate --from-etcd: %d %s", code, out)
+	}
+	f := startServer(t, back, nil, "--gossip-interval", "0")
+	got := map[string]bool{}
+	for _, m := range listAll(t, f.URL, "", "7") {
+		got[m.Payload] = true
+	}
+	if !got["from-file"] || !got["on-etcd"] || len(got) != 2 {
+		t.Fatalf("bbolt file from etcd holds %v", got)
+	}
+}

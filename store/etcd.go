@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -455,4 +456,54 @@ func (j *etcdJournal) seedFrom(db *bbolt.DB) error {
 		return err
 	}
 	return j.txn(clientv3.OpPut(j.key("applied"), string(u64(applied))))
+}
+
+// SeedEtcd copies a stopped bbolt db (every acknowledged write, its log
+// included) into an empty etcd prefix, which then serves as if it had
+// always been there (`populi-db migrate --to-etcd`). ec's guard must be
+// held (the migrate command wins the prefix's election first).
+func SeedEtcd(dbPath string, ec *EtcdConfig, log *slog.Logger) error {
+	if log == nil {
+		log = slog.Default()
+	}
+	j := newEtcdJournal(*ec, log)
+	for _, k := range []string{j.key("applied"), j.key("kv") + "/", j.key("log") + "/"} {
+		ctx, cancel := j.ctx()
+		opts := []clientv3.OpOption{clientv3.WithCountOnly()}
+		if strings.HasSuffix(k, "/") {
+			opts = append(opts, clientv3.WithPrefix())
+		}
+		resp, err := j.cfg.Client.Get(ctx, k, opts...)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read etcd prefix %s: %w", ec.Prefix, err)
+		}
+		if resp.Count > 0 {
+			return fmt.Errorf("etcd prefix %s already holds a populi-db state (%s): pick an empty prefix", ec.Prefix, k)
+		}
+	}
+	s, err := Open(Config{Path: dbPath, Logger: log, OpenMode: OpenMode{ReadOnly: true, NoIndexRebuild: true, NoCommitLoop: true}})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if s.fileSchema != SchemaVersion {
+		return fmt.Errorf("%s has schema version %d: start and stop `populi-db serve` on it once to upgrade it to %d first", dbPath, s.fileSchema, SchemaVersion)
+	}
+	if err := s.foldForSnapshot(); err != nil {
+		return err
+	}
+	return j.seedFrom(s.db)
+}
+
+// EtcdHasState reports whether an etcd prefix holds a populi-db state.
+func EtcdHasState(ec *EtcdConfig) (bool, error) {
+	j := newEtcdJournal(*ec, slog.Default())
+	ctx, cancel := j.ctx()
+	defer cancel()
+	resp, err := ec.Client.Get(ctx, j.key("applied"), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("read etcd prefix %s: %w", ec.Prefix, err)
+	}
+	return resp.Count > 0, nil
 }
