@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -385,4 +388,40 @@ func TestMigrateToEtcdAndBack(t *testing.T) {
 	if !got["from-file"] || !got["on-etcd"] || len(got) != 2 {
 		t.Fatalf("bbolt file from etcd holds %v", got)
 	}
+}
+
+// TestHAFailoverTimes measures failover (SIGKILL of the leader to the first
+// acknowledged write on the new leader) over POPULI_HA_FAILOVERS rounds;
+// skipped unless that is set (the README's figures come from it).
+func TestHAFailoverTimes(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("POPULI_HA_FAILOVERS"))
+	if rounds <= 0 {
+		t.Skip("set POPULI_HA_FAILOVERS=N to measure N failovers")
+	}
+	c := startEtcd(t, 3)
+	const prefix = "/populi/times"
+	servers := []*server{startHA(t, c, prefix, "s0"), startHA(t, c, prefix, "s1")}
+	var times []time.Duration
+	for r := range rounds {
+		leader, _ := leaderOf(t, servers...)
+		w := &writer{urls: []string{servers[0].URL, servers[1].URL}, cur: leader.URL}
+		if _, err := w.deliver(deliverBody("7", "x", ""), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		leader.signal(syscall.SIGKILL)
+		killed := time.Now()
+		<-leader.done
+		if _, err := w.deliver(deliverBody("7", "x", ""), 30*time.Second); err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		times = append(times, time.Since(killed))
+		for i, s := range servers {
+			if s == leader {
+				servers[i] = startHA(t, c, prefix, fmt.Sprintf("s%d-%d", i, r))
+			}
+		}
+	}
+	slices.Sort(times)
+	t.Logf("%d failovers, lease TTL %s: p50 %s, max %s, min %s", rounds, haTTL,
+		times[len(times)/2].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond), times[0].Round(time.Millisecond))
 }
