@@ -173,9 +173,14 @@ func (n *Node) Close() {
 	n.stopObs()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	lost := false
 	select {
 	case <-n.lost:
+		lost = true
 	default:
+	}
+	n.once.Do(func() { close(n.lost) }) // a clean stop is not a loss: no error logged
+	if !lost {
 		_ = n.el.Resign(ctx)
 	}
 	_ = n.sess.Close()
