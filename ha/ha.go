@@ -25,6 +25,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
+	"populi-db/api"
 	"populi-db/store"
 )
 
@@ -189,8 +190,9 @@ func (n *Node) Close() {
 }
 
 // Standby answers while this process is not the leader: /health 200 (the
-// process is alive), /readyz and every other route 503 with the leader's
-// URL in X-Populi-Leader (absent while no leader is known).
+// process is alive), /readyz 503 "not ready: standby", every other route
+// 503 StandbyText; each 503 names the leader's URL in X-Populi-Leader
+// (absent while no leader is known) and says Retry-After: 1.
 func (n *Node) Standby() http.Handler {
 	return Unavailable(n.Leader, StandbyText)
 }
@@ -199,16 +201,22 @@ func (n *Node) Standby() http.Handler {
 // leader answers while it exits).
 func Unavailable(leader func() string, msg string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("x-populi-feature", api.FeatureHeader)
 		if r.URL.Path == "/health" {
 			_, _ = w.Write([]byte("ok\n"))
 			return
 		}
 		if l := leader(); l != "" {
-			w.Header().Set(HeaderLeader, l)
+			h.Set(HeaderLeader, l)
 		}
-		w.Header().Set("Retry-After", "1")
+		h.Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
+		if r.URL.Path == "/readyz" {
+			_, _ = w.Write([]byte("not ready: standby\n"))
+			return
+		}
 		_, _ = w.Write([]byte(msg))
 	})
 }
