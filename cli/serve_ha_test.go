@@ -217,8 +217,11 @@ func TestHAStandbyFailoverAndMemberLoss(t *testing.T) {
 			for i := range perWriter {
 				key := fmt.Sprintf("load-%d-%d", g, i)
 				write(key)
+				w.mu.Lock()
+				cur := w.cur
+				w.mu.Unlock()
 				mu.Lock()
-				if !killed.IsZero() && firstAfter.IsZero() && w.cur == standby.URL {
+				if !killed.IsZero() && firstAfter.IsZero() && cur == standby.URL {
 					firstAfter = time.Now()
 				}
 				mu.Unlock()
