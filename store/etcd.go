@@ -402,6 +402,11 @@ func (s *Store) recoverEtcd() error {
 			return fmt.Errorf("fold the replayed etcd log: %w", err)
 		}
 	}
+	if s.fileSchema < SchemaVersion {
+		if last, err = s.upgradeEtcd(j, last); err != nil {
+			return fmt.Errorf("upgrade etcd prefix %s from schema %d: %w", j.cfg.Prefix, s.fileSchema, err)
+		}
+	}
 	s.log.Info("loaded state from etcd", "prefix", j.cfg.Prefix, "revision", rev, "applied_seq", applied, "replayed_records", len(seqs))
 	j.last.Store(last)
 	s.wal, s.lastSeq = j, last
@@ -506,4 +511,74 @@ func EtcdHasState(ec *EtcdConfig) (bool, error) {
 		return false, fmt.Errorf("read etcd prefix %s: %w", ec.Prefix, err)
 	}
 	return resp.Count > 0, nil
+}
+
+// upgradeEtcd runs the schema migrations (upgrade.go) on the cache of an
+// older prefix and journals what they changed as one more record, so the
+// upgrade reaches etcd like any batch. It holds a copy of the state in
+// memory while it runs (migrations are rare).
+func (s *Store) upgradeEtcd(j *etcdJournal, last uint64) (uint64, error) {
+	from := s.fileSchema
+	before := map[string]map[string][]byte{}
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		for _, name := range allBuckets {
+			m := map[string][]byte{}
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error { m[string(k)] = bytes.Clone(v); return nil }); err != nil {
+				return err
+			}
+			before[string(name)] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	diff := newLayer()
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		for _, m := range migrations {
+			if m.to <= from {
+				continue
+			}
+			if err := m.apply(tx); err != nil {
+				return fmt.Errorf("schema migration to version %d (%s): %w", m.to, m.what, err)
+			}
+			s.log.Info("upgraded etcd state schema", "prefix", j.cfg.Prefix, "from", m.to-1, "to", m.to, "change", m.what)
+		}
+		if err := tx.Bucket(bMeta).Put(mSchemaVersion, u64(SchemaVersion)); err != nil {
+			return err
+		}
+		for _, name := range allBuckets {
+			old := before[string(name)]
+			seen := map[string]bool{}
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				seen[string(k)] = true
+				if ov, ok := old[string(k)]; !ok || !bytes.Equal(ov, v) {
+					diff.set(name, kvItem{k: bytes.Clone(k), v: bytes.Clone(v)})
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			for k := range old {
+				if !seen[k] {
+					diff.set(name, kvItem{k: []byte(k), del: true})
+				}
+			}
+		}
+		diff.seq = last + 1
+		return tx.Bucket(bMeta).Put(mAppliedLogSeq, u64(diff.seq))
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := j.Append(diff.seq, diff.encode(nil)); err != nil {
+		return 0, err
+	}
+	if err := j.Fold(diff); err != nil {
+		return 0, err
+	}
+	if err := j.Release(diff.seq); err != nil {
+		return 0, err
+	}
+	return diff.seq, nil
 }

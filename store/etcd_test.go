@@ -179,3 +179,32 @@ func TestEtcdSeedAndBackupRoundTrip(t *testing.T) {
 		t.Fatalf("message id %d in the file restored from etcd, etcd had issued %d", id3, id2)
 	}
 }
+
+// A prefix written by an older schema is upgraded at takeover, and the
+// upgrade reaches etcd as one journaled record.
+func TestEtcdOlderSchemaUpgradedAtTakeover(t *testing.T) {
+	t.Parallel()
+	ec := etcdConfig(t)
+	a := etcdBundle(t, ec)
+	a.join("n1")
+	if err := a.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	schemaKey := ec.Prefix + "/kv/meta/" + string(mSchemaVersion)
+	if _, err := ec.Client.Put(ctx, schemaKey, string(u64(1))); err != nil {
+		t.Fatal(err)
+	}
+	b := etcdBundle(t, depose(t, ec, "leaderB"))
+	if b.s.FileSchemaVersion() != 1 || b.node("n1") == nil {
+		t.Fatalf("takeover of a schema-1 prefix: version %d, node %v", b.s.FileSchemaVersion(), b.node("n1"))
+	}
+	resp, err := ec.Client.Get(ctx, schemaKey)
+	if err != nil || len(resp.Kvs) != 1 || getU64(resp.Kvs[0].Value) != SchemaVersion {
+		t.Fatalf("%s after the upgrade: %v %v", schemaKey, resp, err)
+	}
+	b.reopen()
+	if b.s.FileSchemaVersion() != SchemaVersion {
+		t.Fatalf("after the upgrade the prefix reads as schema %d", b.s.FileSchemaVersion())
+	}
+}
