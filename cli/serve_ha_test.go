@@ -157,11 +157,15 @@ func tryCallHeader(method, url string, in, out any) (answer, string, error) {
 }
 
 func TestHAStandbyFailoverAndMemberLoss(t *testing.T) {
+	start := time.Now()
+	step := func(what string) { t.Logf("%-28s at %s", what, time.Since(start).Round(time.Millisecond)) }
 	c := startEtcd(t, 3)
+	step("etcd up")
 	a := startHA(t, c, "/populi/failover", "a")
 	b := startHA(t, c, "/populi/failover", "b")
 	leader, rest := leaderOf(t, a, b)
 	standby := rest[0]
+	step("leader elected")
 
 	// A standby: alive, not ready, every other route 503 naming the leader.
 	if st, _ := call(t, "GET", standby.URL+"/health", "", nil, nil); st != 200 {
@@ -200,9 +204,11 @@ func TestHAStandbyFailoverAndMemberLoss(t *testing.T) {
 
 	// One etcd member of three lost: writes go on.
 	c.StopMember(2)
+	step("etcd member stopped")
 	for i := range 20 {
 		write(fmt.Sprintf("member-loss-%d", i))
 	}
+	step("writes after member loss")
 
 	// Load from four clients; SIGKILL the leader in the middle of it.
 	var killed time.Time
@@ -235,6 +241,7 @@ func TestHAStandbyFailoverAndMemberLoss(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	step("load done")
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -26,6 +26,7 @@ type Cluster struct {
 	members []*embed.Etcd
 	clients []string // client URL per member
 	cli     *clientv3.Client
+	closing sync.WaitGroup // members stopped by StopMember, still closing
 }
 
 // EnvBackend names the environment variable that picks the store backend
@@ -128,15 +129,19 @@ func (c *Cluster) NewClient() (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: c.clients, DialTimeout: 5 * time.Second})
 }
 
-// StopMember stops member i (a member loss).
+// StopMember stops member i at once, as a crash does (raft stops with no
+// leadership transfer); its listeners close in the background, since a
+// graceful close waits for clients' streams (Close waits for it).
 func (c *Cluster) StopMember(i int) {
 	c.mu.Lock()
 	e := c.members[i]
 	c.members[i] = nil
 	c.mu.Unlock()
-	if e != nil {
-		e.Close()
+	if e == nil {
+		return
 	}
+	e.Server.HardStop()
+	c.closing.Go(e.Close)
 }
 
 // Close stops the client and every member.
@@ -145,8 +150,15 @@ func (c *Cluster) Close() {
 		c.cli.Close()
 	}
 	for i := range c.members {
-		c.StopMember(i)
+		c.mu.Lock()
+		e := c.members[i]
+		c.members[i] = nil
+		c.mu.Unlock()
+		if e != nil {
+			e.Close()
+		}
 	}
+	c.closing.Wait()
 }
 
 // NewGuard creates prefix+"/leader" (no lease) as a stand-in for a won
