@@ -390,7 +390,7 @@ func (s *Store) syncBatch(job *batchJob) error {
 		answer = ErrDiskFull
 		s.log.Error("write-ahead log: disk full; batch refused, later writes will try again", "dir", s.cfg.LogDir, "err", err)
 	} else {
-		s.setFatal(fmt.Errorf("write-ahead log %s: %w", s.cfg.LogDir, err))
+		s.setFatal(fmt.Errorf("%s: %w", s.journalName(), err))
 	}
 	s.failMu.Lock()
 	s.lastBatchErr = answer

@@ -21,3 +21,11 @@ type journal interface {
 type folder interface {
 	Fold(l *layer) error
 }
+
+// journalName names the journal in errors and logs.
+func (s *Store) journalName() string {
+	if s.cfg.Etcd != nil {
+		return "etcd prefix " + s.cfg.Etcd.Prefix
+	}
+	return "write-ahead log " + s.cfg.LogDir
+}
