@@ -417,6 +417,11 @@ func runServe(ctx context.Context, o serveOptions) (runErr error) {
 		// acknowledged one) for a supervisor to restart this as a standby.
 		sw.Set(ha.Unavailable(func() string { return "" }, ha.LostText))
 		stopSweep()
+		// Requests already in the store get their answer (a fenced write:
+		// 503) for up to a second, then every connection closes.
+		lctx, lcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = hs.Shutdown(lctx)
+		lcancel()
 		_ = hs.Close()
 		storeClosed = true
 		return errLeadershipLost

@@ -293,6 +293,36 @@ func TestHAFencingSIGSTOP(t *testing.T) {
 		t.Fatalf("deliver: %d %s", st, body)
 	}
 
+	// Writers keep the old leader busy, so batches are in flight when it
+	// freezes; each write's outcome is kept.
+	var omu sync.Mutex
+	outcome := map[string]int{} // payload → HTTP status (0: no answer)
+	stopWriters := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stopWriters:
+					return
+				default:
+				}
+				p := fmt.Sprintf("busy-%d-%d", g, i)
+				st, _, err := tryCall("POST", old.URL+"/v1/populi/a2a/deliver", "", deliverBody("7", p, ""), nil)
+				if err != nil {
+					st = 0
+				}
+				omu.Lock()
+				outcome[p] = st
+				omu.Unlock()
+				if err != nil {
+					return // the old leader is gone
+				}
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let the writers get going
+
 	// Freeze the leader: its lease expires and the standby takes over.
 	old.signal(syscall.SIGSTOP)
 	deadline := time.Now().Add(haTTL + 10*time.Second)
@@ -331,11 +361,35 @@ func TestHAFencingSIGSTOP(t *testing.T) {
 		t.Errorf("deposed leader's log does not say why it stopped:\n%s", old.stderr)
 	}
 
+	close(stopWriters)
+	wg.Wait()
+
+	// Every write the old leader acknowledged is on the new one (it
+	// committed before the takeover); none it refused is.
+	visible := map[string]bool{}
 	for _, m := range listAll(t, standby.URL, "", "7") {
-		if m.Payload == "ghost" {
-			t.Fatal("the deposed leader's write is visible on the new leader")
+		visible[m.Payload] = true
+	}
+	if visible["ghost"] || !visible["before"] || !visible["after"] {
+		t.Fatalf("after the takeover: ghost %v before %v after %v", visible["ghost"], visible["before"], visible["after"])
+	}
+	acked, refused := 0, 0
+	for p, st := range outcome {
+		switch {
+		case st == 200:
+			acked++
+			if !visible[p] {
+				t.Errorf("%s was acknowledged by the old leader and is lost", p)
+			}
+		case st != 0:
+			refused++
+			if visible[p] {
+				t.Errorf("%s was refused (%d) by the old leader, yet it is visible", p, st)
+			}
 		}
 	}
+	t.Logf("old leader under load: %d writes acknowledged, %d refused, %d unanswered; its etcd writes fenced: %v",
+		acked, refused, len(outcome)-acked-refused, strings.Contains(old.stderr.String(), "deposed"))
 	resp, err := c.Client().Get(context.Background(), "/populi/fence/", clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
