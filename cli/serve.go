@@ -320,8 +320,9 @@ func runServe(ctx context.Context, o serveOptions) (runErr error) {
 		fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
 	}
 	var lost <-chan struct{} // closed when an etcd leader is deposed
+	var node *ha.Node
 	if o.HA.enabled() {
-		node, err := o.HA.campaign(ctx, url, log, sw, startServing)
+		node, err = o.HA.campaign(ctx, url, log, sw, startServing)
 		if err != nil {
 			if ctx.Err() != nil {
 				log.Info("stopped while standby")
@@ -372,7 +373,11 @@ func runServe(ctx context.Context, o serveOptions) (runErr error) {
 	if err != nil {
 		return fmt.Errorf("build HTTP API: %w", err)
 	}
-	sw.Set(srv.Handler())
+	if node != nil {
+		sw.Set(node.Guard(srv.Handler())) // nothing answered once the lease may be gone
+	} else {
+		sw.Set(srv.Handler())
+	}
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
@@ -415,7 +420,7 @@ func runServe(ctx context.Context, o serveOptions) (runErr error) {
 		// leader already. Answer 503 from now on and exit non-zero without
 		// folding (the store's writes are fenced; etcd holds every
 		// acknowledged one) for a supervisor to restart this as a standby.
-		sw.Set(ha.Unavailable(func() string { return "" }, ha.LostText))
+		sw.Set(ha.Unavailable(node.Leader, ha.LostText))
 		stopSweep()
 		// Requests already in the store get their answer (a fenced write:
 		// 503) for up to a second, then every connection closes.

@@ -344,15 +344,23 @@ func TestHAFencingSIGSTOP(t *testing.T) {
 		err  error
 	}
 	res := make(chan result, 1)
+	read := make(chan result, 1)
 	go func() {
 		st, body, err := tryCall("POST", old.URL+"/v1/populi/a2a/deliver", "", deliverBody("7", "ghost", "ghost"), nil)
 		res <- result{st, body, err}
 	}()
-	time.Sleep(100 * time.Millisecond) // let the request reach the frozen process's socket
+	go func() { // a read must not be answered from the old state either
+		st, body, err := tryCall("GET", old.URL+"/v1/populi/queue/stats", "", nil, nil)
+		read <- result{st, body, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // let the requests reach the frozen process's socket
 	old.signal(syscall.SIGCONT)
 	r := <-res
 	if r.err == nil && r.st/100 == 2 {
 		t.Fatalf("the deposed leader acknowledged a write: %d %s", r.st, r.body)
+	}
+	if r := <-read; r.err == nil && r.st/100 == 2 {
+		t.Fatalf("the deposed leader answered a read from its old state: %d %s", r.st, r.body)
 	}
 	if code := old.wait(15 * time.Second); code == 0 {
 		t.Fatal("the deposed leader exited 0; want non-zero (a supervisor restarts it as a standby)")

@@ -59,6 +59,9 @@ type Node struct {
 	once    sync.Once
 	stopObs context.CancelFunc
 	endSess context.CancelFunc
+	// validUntil (Unix ns): before it, the leader's lease is surely held
+	// (Guard); maintained from keep-alive answers.
+	validUntil atomic.Int64
 }
 
 // Connect dials etcd and opens the session whose lease holds this
@@ -131,14 +134,73 @@ func (n *Node) Campaign(ctx context.Context) error {
 	if err := n.el.Campaign(ctx, n.cfg.Advertise); err != nil {
 		return fmt.Errorf("etcd election %s/leader: %w", n.cfg.Prefix, err)
 	}
+	// The leader's own renewals, beside the session's, time the lease for
+	// Guard: a renewal sent at s holds the lease at least until s + TTL.
+	if err := n.renew(); err != nil {
+		return fmt.Errorf("etcd lease renewal: %w", err)
+	}
 	go func() {
-		select {
-		case <-n.sess.Done():
-			n.Lose(errors.New("etcd session lost (lease expired or etcd unreachable): no longer the leader"))
-		case <-n.lost:
+		tick := time.NewTicker(max(n.cfg.LeaseTTL/4, 250*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-n.sess.Done():
+				n.Lose(errors.New("etcd session lost (lease expired or etcd unreachable): no longer the leader"))
+				return
+			case <-n.lost:
+				return
+			case <-tick.C:
+				if err := n.renew(); err != nil {
+					n.cfg.Logger.Warn("etcd lease renewal failed", "err", err)
+				}
+			}
 		}
 	}()
 	return nil
+}
+
+// renew renews the session's lease once and records when.
+func (n *Node) renew() error {
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseTTL/2)
+	defer cancel()
+	if _, err := n.cli.KeepAliveOnce(ctx, n.sess.Lease()); err != nil {
+		return err
+	}
+	n.extend(sent)
+	return nil
+}
+
+// extend records a lease renewal sent at renewed: etcd holds the lease at
+// least until renewed + TTL; a small margin before that, requests stop.
+func (n *Node) extend(renewed time.Time) {
+	until := renewed.Add(n.cfg.LeaseTTL - leaseMargin)
+	for {
+		old := n.validUntil.Load()
+		if until.UnixNano() <= old || n.validUntil.CompareAndSwap(old, until.UnixNano()) {
+			return
+		}
+	}
+}
+
+// leaseMargin is how long before its lease may end a leader stops
+// answering (clock rate differences between hosts, a request's own time).
+const leaseMargin = 500 * time.Millisecond
+
+// Guard wraps the leader's handler: once the lease may have expired (the
+// process was paused, or keep-alives stopped arriving) no request is
+// answered from this process's state, not even a read, even before the
+// session notices; the node is lost then.
+func (n *Node) Guard(h http.Handler) http.Handler {
+	lost := Unavailable(n.Leader, LostText)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if time.Now().UnixNano() > n.validUntil.Load() {
+			n.Lose(errors.New("etcd lease not renewed in time (paused or cut off from etcd): no longer the leader"))
+			lost.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // StoreConfig is the store's etcd backend, guarded by this node's
