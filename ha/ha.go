@@ -94,10 +94,18 @@ func Connect(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	// The session's context lives as long as the node: it carries the
-	// lease's keep-alives.
+	// The lease is granted under a deadline (an unreachable etcd fails the
+	// start instead of hanging it); the session's context then lives as
+	// long as the node: it carries the lease's keep-alives.
+	gctx, gcancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	lease, err := cli.Grant(gctx, int64(max(1, cfg.LeaseTTL.Round(time.Second)/time.Second)))
+	gcancel()
+	if err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd lease on %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	sess, err := concurrency.NewSession(cli, concurrency.WithTTL(max(1, int(cfg.LeaseTTL.Round(time.Second)/time.Second))), concurrency.WithContext(ctx))
+	sess, err := concurrency.NewSession(cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
 	if err != nil {
 		cancel()
 		cli.Close()

@@ -2,10 +2,12 @@ package ha
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestStandbyAnswers(t *testing.T) {
@@ -58,5 +60,20 @@ func TestConnectRefusesBadPrefix(t *testing.T) {
 		if _, err := Connect(Config{Endpoints: []string{"http://127.0.0.1:1"}, Prefix: p}); err == nil {
 			t.Errorf("prefix %q accepted", p)
 		}
+	}
+}
+
+// An unreachable etcd fails Connect within the dial timeout.
+func TestConnectUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	start := time.Now()
+	_, err = Connect(Config{Endpoints: []string{"http://" + addr}, Prefix: "/populi/t", DialTimeout: 500 * time.Millisecond})
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("Connect to nothing = %v after %s", err, time.Since(start))
 	}
 }
