@@ -73,7 +73,9 @@ var serveEnvDocs = []envDoc{
 
 func serveDescription() string {
 	var b strings.Builder
-	b.WriteString(`Serve the Populi HTTP API from one bbolt file.
+	b.WriteString(`Serve the Populi HTTP API from one bbolt file, or, with --etcd-endpoints, from
+etcd: every serve on one --etcd-prefix is the leader or a standby that answers 503
+with X-Populi-Leader (a deposed leader exits non-zero; run it under a supervisor).
 
 With no secret configured (none of VOX_MESH_TOKEN, VOX_MESH_WORKER_TOKEN,
 VOX_MESH_SUBMITTER_TOKEN, VOX_MESH_ADMIN_TOKEN, VOX_MESH_JWT_HMAC_SECRET) the
