@@ -21,7 +21,7 @@ func migrateCommand() *ucli.Command {
 			"in the database are left alone, so a second run changes nothing. An unparsable file is refused\n" +
 			"with its file:line:column and nothing is written. Source files are never modified; --rename\n" +
 			"renames them to *.migrated after the commit. The database must not be held by a running server.",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "registry", Usage: "registry file (default: $" + migrate.EnvRegistryPath + ", else ~/.vox/cache/populi/local-registry.json)"},
 			&ucli.StringFlag{Name: "a2a-store", Usage: "A2A relay store (default: $" + migrate.EnvA2AStorePath + ", else a2a-store.json next to the registry)"},
 			&ucli.StringFlag{Name: "exec-lease-store", Usage: "exec lease store (default: $" + migrate.EnvExecLeasePath + ", else exec-lease-store.json next to the A2A store)"},
@@ -30,7 +30,7 @@ func migrateCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "dry-run", Usage: "read and import, report, then roll back"},
 			&ucli.BoolFlag{Name: "rename", Usage: "rename each imported file to <name>.migrated after the commit"},
 			outputFlag,
-		},
+		}, etcdMigrateFlags()...),
 		Action: func(c *ucli.Context) error {
 			asJSON, err := wantJSON(c)
 			if err != nil {
@@ -39,6 +39,9 @@ func migrateCommand() *ucli.Command {
 			path, err := ResolveDBPath(c.String("db"), osLookup(), os.UserHomeDir)
 			if err != nil {
 				return err
+			}
+			if c.Bool("to-etcd") || c.Bool("from-etcd") {
+				return runEtcdMigrate(c, path) // migrate_etcd.go
 			}
 			w := c.App.ErrWriter
 			if w == nil {

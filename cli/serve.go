@@ -20,6 +20,7 @@ import (
 
 	"populi-db/api"
 	"populi-db/gossip"
+	"populi-db/ha"
 	"populi-db/internal/clock"
 	"populi-db/metrics"
 	"populi-db/security"
@@ -72,7 +73,9 @@ var serveEnvDocs = []envDoc{
 
 func serveDescription() string {
 	var b strings.Builder
-	b.WriteString(`Serve the Populi HTTP API from one bbolt file.
+	b.WriteString(`Serve the Populi HTTP API from one bbolt file, or, with --etcd-endpoints, from
+etcd: every serve on one --etcd-prefix is the leader or a standby that answers 503
+with X-Populi-Leader (a deposed leader exits non-zero; run it under a supervisor).
 
 With no secret configured (none of VOX_MESH_TOKEN, VOX_MESH_WORKER_TOKEN,
 VOX_MESH_SUBMITTER_TOKEN, VOX_MESH_ADMIN_TOKEN, VOX_MESH_JWT_HMAC_SECRET) the
@@ -119,7 +122,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "bootstrap-peers", Usage: "comma-separated base URLs of federation peers to gossip with; overrides $" + EnvFederationPeers},
 			&ucli.DurationFlag{Name: "gossip-interval", Value: gossip.IntervalDefault, Usage: "federation gossip period (first round at start); 0 disables gossip"},
 			&ucli.BoolFlag{Name: "no-backup", Usage: "upgrade an older database schema without keeping a <db>.schema-v<N>.bak copy first"},
-		}, storageFlags()...),
+		}, append(storageFlags(), haFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
 				Bind:            c.String("bind"),
@@ -138,6 +141,7 @@ func serveCommand() *ucli.Command {
 				OpenAPI:         embeddedOpenAPI(c.App),
 				ShutdownTimeout: c.Duration("shutdown-timeout"),
 				Storage:         storageOptionsFrom(c),
+				HA:              haOptionsFrom(c),
 				BootstrapPeers:  c.String("bootstrap-peers"),
 				GossipInterval:  c.Duration("gossip-interval"),
 				NoUpgradeBackup: c.Bool("no-backup"),
@@ -157,6 +161,7 @@ type serveOptions struct {
 	TopReceivers                                        int
 	SweepInterval, ShutdownTimeout, GossipInterval      time.Duration
 	Storage                                             storageOptions
+	HA                                                  haOptions // etcd backend and election (serve_ha.go)
 	Stdout, Stderr                                      io.Writer
 	Lookup                                              LookupFunc
 	OpenAPI                                             []byte // served at GET /openapi.yaml
@@ -192,10 +197,13 @@ func openModeRefusal(bind string) error {
 		bind, EnvMeshToken, EnvWorkerToken, EnvSubmitterToken, EnvAdminToken, EnvJWTSecret)
 }
 
+// errLeadershipLost ends serve when an etcd leader is deposed.
+var errLeadershipLost = errors.New("lost etcd leadership; exiting so a supervisor restarts this server as a standby")
+
 // gcPercentServe is serve's GOGC unless the environment sets one.
 const gcPercentServe = 400
 
-func runServe(ctx context.Context, o serveOptions) error {
+func runServe(ctx context.Context, o serveOptions) (runErr error) {
 	if o.Stderr == nil {
 		o.Stderr = os.Stderr
 	}
@@ -279,6 +287,61 @@ func runServe(ctx context.Context, o serveOptions) error {
 		return err
 	}
 	scfg.NoUpgradeBackup = o.NoUpgradeBackup
+
+	ln, err := net.Listen("tcp", o.Bind)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", o.Bind, err)
+	}
+	defer ln.Close()
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	url := scheme + "://" + ln.Addr().String()
+	sw := &ha.Switch{} // the api once the store is open; a standby's answers before
+	hs := &http.Server{
+		Handler:           sw,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		IdleTimeout:       2 * time.Minute,
+		TLSConfig:         tlsCfg,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	defer hs.Close()
+	serveErr := make(chan error, 1)
+	startServing := func() {
+		go func() {
+			var err error
+			if tlsCfg != nil {
+				err = hs.ServeTLS(ln, "", "")
+			} else {
+				err = hs.Serve(ln)
+			}
+			serveErr <- err
+		}()
+		fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
+	}
+	var lost <-chan struct{} // closed when an etcd leader is deposed
+	var node *ha.Node
+	if o.HA.enabled() {
+		node, err = o.HA.campaign(ctx, url, log, sw, startServing)
+		if err != nil {
+			if ctx.Err() != nil {
+				log.Info("stopped while standby")
+				return nil
+			}
+			return err
+		}
+		defer node.Close()
+		scfg.Etcd, lost = node.StoreConfig(), node.Lost()
+		startServing = func() {}
+		sw.Set(ha.Unavailable(node.Leader, "populi: elected leader, loading state from etcd; retry shortly"))
+		defer func() {
+			if errors.Is(runErr, errLeadershipLost) {
+				runErr = fmt.Errorf("%w: %v", errLeadershipLost, node.Err())
+			}
+		}()
+	}
 	st, err := store.Open(scfg)
 	if err != nil {
 		if errors.Is(err, store.ErrLocked) {
@@ -312,24 +375,10 @@ func runServe(ctx context.Context, o serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("build HTTP API: %w", err)
 	}
-
-	ln, err := net.Listen("tcp", o.Bind)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.Bind, err)
-	}
-	scheme := "http"
-	if tlsCfg != nil {
-		scheme = "https"
-	}
-	url := scheme + "://" + ln.Addr().String()
-
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		IdleTimeout:       2 * time.Minute,
-		TLSConfig:         tlsCfg,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	if node != nil {
+		sw.Set(node.Guard(srv.Handler())) // nothing answered once the lease may be gone
+	} else {
+		sw.Set(srv.Handler())
 	}
 
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
@@ -360,25 +409,29 @@ func runServe(ctx context.Context, o serveOptions) error {
 
 	logStartup(log, &env, dbPath, url, o, acfg.Attestor != nil)
 
-	serveErr := make(chan error, 1)
-	go func() {
-		var err error
-		if tlsCfg != nil {
-			err = hs.ServeTLS(ln, "", "")
-		} else {
-			err = hs.Serve(ln)
-		}
-		serveErr <- err
-	}()
-	fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
+	startServing()
 	if pprofLn != nil {
 		ps := servePprof(pprofLn, log)
 		defer ps.Close()
 		log.Info("pprof serving", "url", "http://"+pprofLn.Addr().String()+"/debug/pprof/")
 	}
 
-	var runErr error
 	select {
+	case <-lost:
+		// Deposed, or the etcd session is gone: another process may be the
+		// leader already. Answer 503 from now on and exit non-zero without
+		// folding (the store's writes are fenced; etcd holds every
+		// acknowledged one) for a supervisor to restart this as a standby.
+		sw.Set(ha.Unavailable(node.Leader, ha.LostText))
+		stopSweep()
+		// Requests already in the store get their answer (a fenced write:
+		// 503) for up to a second, then every connection closes.
+		lctx, lcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = hs.Shutdown(lctx)
+		lcancel()
+		_ = hs.Close()
+		storeClosed = true
+		return errLeadershipLost
 	case <-ctx.Done():
 		log.Info("shutting down: draining long polls and in-flight requests (signal again to exit now)", "timeout", o.ShutdownTimeout)
 	case err := <-serveErr:

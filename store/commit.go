@@ -390,7 +390,7 @@ func (s *Store) syncBatch(job *batchJob) error {
 		answer = ErrDiskFull
 		s.log.Error("write-ahead log: disk full; batch refused, later writes will try again", "dir", s.cfg.LogDir, "err", err)
 	} else {
-		s.setFatal(fmt.Errorf("write-ahead log %s: %w", s.cfg.LogDir, err))
+		s.setFatal(fmt.Errorf("%s: %w", s.journalName(), err))
 	}
 	s.failMu.Lock()
 	s.lastBatchErr = answer
@@ -496,6 +496,11 @@ func (s *Store) fold() error {
 	s.index.mu.Unlock()
 
 	var txid int
+	if fj, ok := s.wal.(folder); ok {
+		if err := fj.Fold(f); err != nil {
+			return err // f stays frozen (visible); the store goes fatal
+		}
+	}
 	s.crashPoint("fold-commit")
 	start := time.Now()
 	err := s.db.Update(func(tx *bbolt.Tx) error {

@@ -83,6 +83,7 @@ func smallLog(c *Config) {
 // (a write batched behind it) does not hand it out, and a repeated
 // delivery with the same idempotency key waits too.
 func TestReadsNeverSeeWritesBeforeTheirFsync(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	g := newGateFS()
 	b := setup(t, smallLog, func(c *Config) { c.LogFS = g })
@@ -163,6 +164,7 @@ wait:
 // what was acknowledged, and nothing of the failed batch is visible then
 // or after the restart.
 func TestLogWriteFaultsRefuseWritesUntilRestart(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	for _, op := range []faultfs.Op{faultfs.OpWrite, faultfs.OpSync} {
 		t.Run(op.String(), func(t *testing.T) {
@@ -217,6 +219,7 @@ func TestLogWriteFaultsRefuseWritesUntilRestart(t *testing.T) {
 // A full disk is not fatal: the batch gets the disk-full 503, and writes
 // resume by themselves once space returns.
 func TestDiskFullRefusesThenResumes(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	ffs := faultfs.New(nil)
 	b := setup(t, smallLog, func(c *Config) { c.LogFS = ffs })
@@ -260,6 +263,7 @@ func TestDiskFullRefusesThenResumes(t *testing.T) {
 // A clean Close folds the log into bbolt and removes it: the db file alone
 // is the whole state (a backup is a copy of it).
 func TestCleanCloseLeavesOneFile(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = time.Hour })
 	id := b.deliver("7")
@@ -323,6 +327,7 @@ func copyDir(t testing.TB, from, to string) {
 // offset at or beyond the synced offset, random bytes flipped beyond it.
 // Recovery must start and keep every acknowledged write.
 func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for round := range 12 {
@@ -351,7 +356,7 @@ func TestPowerLossKeepsAcknowledgedWrites(t *testing.T) {
 				_, _ = b.s.Deliver(wire.DeliverRequest{SenderAgentID: "1", ReceiverAgentID: "7", MessageType: "t", Payload: "unacked"}, "")
 			}()
 			<-g.waiting
-			seg, synced := b.s.wal.SyncedOffset()
+			seg, synced := b.s.wal.(*wal.Log).SyncedOffset()
 			// The crash image, taken with background commits paused: bbolt's
 			// commits are fully synced, so its file is what a power cut leaves.
 			img := crashImage(t, b)
@@ -428,6 +433,7 @@ func damage(t *testing.T, rng *rand.Rand, path string, synced int64) {
 // damaged: Open refuses, naming the file and offset, unless the operator
 // allows cutting the log there.
 func TestMidLogCorruptionRefusesToStart(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = time.Hour })
 	for range 10 {
@@ -459,6 +465,7 @@ func TestMidLogCorruptionRefusesToStart(t *testing.T) {
 // Under steady writes with folds, the log directory stays bounded: the
 // segment being written plus a few spares.
 func TestLogStaysBounded(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = 2 * time.Millisecond })
 	payload := strings.Repeat("x", 2000)
@@ -483,6 +490,7 @@ func TestLogStaysBounded(t *testing.T) {
 // check (CheckFile) reads a crashed db together with its log, never writes
 // either, and reports mid-log corruption as a finding; a torn tail is not one.
 func TestCheckFileVerifiesTheLog(t *testing.T) {
+	bboltOnly(t)
 	t.Parallel()
 	b := setup(t, smallLog, func(c *Config) { c.CommitInterval = time.Hour })
 	for range 10 {

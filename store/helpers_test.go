@@ -59,6 +59,9 @@ func setupBundle(t testing.TB, fsync bool, edit ...func(*Config)) *bundle {
 		Logger:   quietLogger(),
 		LeaseTTL: testTTL,
 	}
+	if testEtcd != nil {
+		cfg.Etcd = etcdConfig(t)
+	}
 	for _, e := range edit {
 		e(&cfg)
 	}

@@ -51,6 +51,9 @@ func (e *DamageError) Unwrap() error { return ErrDamaged }
 // an existing file must pass the page walk while we hold its lock, so bbolt
 // never meets a page that would make it panic or fault.
 func preflight(cfg Config) error {
+	if cfg.Etcd != nil {
+		return prepareEtcdCache(cfg)
+	}
 	st, err := os.Stat(cfg.Path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -84,6 +87,7 @@ func boltOptions(cfg Config) *bbolt.Options {
 		return &bbolt.Options{ReadOnly: true, Timeout: cfg.OpenTimeout, NoFreelistSync: true, PreLoadFreelist: true, FreelistType: bbolt.FreelistMapType}
 	}
 	return &bbolt.Options{
+		NoSync:          cfg.Etcd != nil, // a cache of etcd (etcd.go)
 		Timeout:         cfg.OpenTimeout,
 		NoFreelistSync:  true, // freelist is rebuilt at open; saves a page write per commit
 		FreelistType:    bbolt.FreelistMapType,

@@ -76,12 +76,16 @@ type Config struct {
 	CrashPoint func(name string)
 
 	OpenMode // tools: read-only, no index rebuild, no commit loop (openmode.go)
+
+	// Etcd, when set, makes etcd the journal and the store of record
+	// (etcd.go); Path is then a cache file rebuilt at every open.
+	Etcd *EtcdConfig
 }
 
 // Store is the durable state of one populi-db server.
 type Store struct {
 	db    *bbolt.DB
-	wal   *wal.Log
+	wal   journal // *wal.Log, or etcd (etcd.go)
 	clock clock.Clock
 	log   *slog.Logger
 	cfg   Config
@@ -224,6 +228,8 @@ func Open(cfg Config) (*Store, error) {
 	init, recover := s.initWrite, s.recoverLog // upgrade.go, commit.go
 	if cfg.ReadOnly {
 		init, recover = s.initReadOnly, s.loadLogReadOnly // openmode.go
+	} else if cfg.Etcd != nil {
+		recover = s.recoverEtcd
 	}
 	if err := init(); err != nil {
 		db.Close()
@@ -293,7 +299,7 @@ func (s *Store) Close() error {
 	}
 	if len(errs) == 0 && s.fatal() == nil {
 		err := s.wal.RemoveAll()
-		if err == nil {
+		if err == nil && s.cfg.Etcd == nil {
 			err = os.Remove(s.cfg.LogDir)
 		}
 		if err != nil {
@@ -305,6 +311,9 @@ func (s *Store) Close() error {
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.cfg.Etcd != nil {
+		_ = os.Remove(s.cfg.Path) // only a cache of etcd: never reopened
 	}
 	return errors.Join(errs...)
 }

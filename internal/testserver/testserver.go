@@ -16,6 +16,7 @@ import (
 
 	"populi-db/api"
 	"populi-db/internal/clock"
+	"populi-db/internal/etcdtest"
 	"populi-db/metrics"
 	"populi-db/security"
 	"populi-db/store"
@@ -75,8 +76,9 @@ type Options struct {
 type Server struct {
 	t    testing.TB
 	o    Options
-	Path string      // the db file
-	Clk  *clock.Fake // shared by store, api and security
+	Path string            // the db file (with etcd: the cache file)
+	Etcd *store.EtcdConfig // set when POPULI_TEST_BACKEND=etcd (the backend matrix)
+	Clk  *clock.Fake       // shared by store, api and security
 	St   *store.Store
 	API  *api.Server
 	HTTP *httptest.Server
@@ -97,6 +99,9 @@ func Start(t testing.TB, o Options) *Server {
 		o.Start = T0
 	}
 	s := &Server{t: t, o: o, Path: filepath.Join(t.TempDir(), "populi.db"), Clk: clock.NewFake(o.Start)}
+	if etcdtest.UseEtcd() {
+		s.Etcd = etcdConfig(t)
+	}
 	s.start()
 	t.Cleanup(s.Stop)
 	return s
@@ -112,7 +117,7 @@ func (s *Server) start() {
 	st, err := store.Open(store.Config{
 		Path: s.Path, Clock: s.Clk, Logger: o.Log, LeaseTTL: o.LeaseTTL,
 		MaxMessages: o.MaxMessages, MaxDeliveries: o.MaxDeliveries, ReplayCapacity: o.ReplayCapacity,
-		Observer: obs,
+		Observer: obs, Etcd: s.Etcd,
 	})
 	if err != nil {
 		s.t.Fatalf("open store: %v", err)
@@ -228,4 +233,21 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// etcdConfig is a fresh prefix on the test binary's shared embedded etcd
+// (the package's TestMain calls etcdtest.CloseShared), guarded by a key
+// standing in for a won election.
+func etcdConfig(t testing.TB) *store.EtcdConfig {
+	t.Helper()
+	c, err := etcdtest.Shared()
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	prefix := etcdtest.NextPrefix()
+	key, rev, err := c.NewGuard(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store.EtcdConfig{Client: c.Client(), Prefix: prefix, GuardKey: key, GuardRev: rev}
 }
