@@ -182,3 +182,23 @@ func BenchmarkListNodes10k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOpenRebuildIndex is start-up with 100,000 mailbox rows: open
+// rebuilds the in-memory indexes from every row (then a clean close).
+func BenchmarkOpenRebuildIndex(b *testing.B) {
+	dir := b.TempDir()
+	s := openBench(b, dir)
+	if err := s.bulkDeliver("1", 100_000, 50_000); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		s := openBench(b, dir)
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
