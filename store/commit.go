@@ -530,7 +530,7 @@ func (s *Store) fold() error {
 		s.crashPoint("log-release")
 		err = s.wal.Release(f.seq) // safe beside a running Append
 		if err != nil {
-			s.log.Warn("write-ahead log: recycling covered segments failed", "dir", s.cfg.LogDir, "err", err)
+			s.log.Warn("releasing the journal records the background commit covers failed (they are replayed at the next start)", "journal", s.journalName(), "err", err)
 		}
 	}
 	return nil
