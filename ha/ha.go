@@ -59,9 +59,11 @@ type Node struct {
 	once    sync.Once
 	stopObs context.CancelFunc
 	endSess context.CancelFunc
-	// validUntil (Unix ns): before it, the leader's lease is surely held
-	// (Guard); maintained from keep-alive answers.
+	// validUntil (ns since t0, on the monotonic clock, so a wall-clock step
+	// neither extends nor cuts the lease): before it, the leader's lease is
+	// surely held (Guard); maintained from keep-alive answers.
 	validUntil atomic.Int64
+	t0         time.Time
 }
 
 // Connect dials etcd and opens the session whose lease holds this
@@ -111,7 +113,7 @@ func Connect(cfg Config) (*Node, error) {
 		cli.Close()
 		return nil, fmt.Errorf("etcd session on %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
-	n := &Node{cfg: cfg, cli: cli, sess: sess, el: concurrency.NewElection(sess, cfg.Prefix+"/leader"), lost: make(chan struct{}), endSess: cancel}
+	n := &Node{cfg: cfg, cli: cli, sess: sess, el: concurrency.NewElection(sess, cfg.Prefix+"/leader"), lost: make(chan struct{}), endSess: cancel, t0: time.Now()}
 	empty := ""
 	n.leader.Store(&empty)
 	obsCtx, stop := context.WithCancel(context.Background())
@@ -182,10 +184,10 @@ func (n *Node) renew() error {
 // extend records a lease renewal sent at renewed: etcd holds the lease at
 // least until renewed + TTL; a small margin before that, requests stop.
 func (n *Node) extend(renewed time.Time) {
-	until := renewed.Add(n.cfg.LeaseTTL - leaseMargin)
+	until := int64(renewed.Add(n.cfg.LeaseTTL - leaseMargin).Sub(n.t0))
 	for {
 		old := n.validUntil.Load()
-		if until.UnixNano() <= old || n.validUntil.CompareAndSwap(old, until.UnixNano()) {
+		if until <= old || n.validUntil.CompareAndSwap(old, until) {
 			return
 		}
 	}
@@ -202,7 +204,7 @@ const leaseMargin = 500 * time.Millisecond
 func (n *Node) Guard(h http.Handler) http.Handler {
 	lost := Unavailable(n.Leader, LostText)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if time.Now().UnixNano() > n.validUntil.Load() {
+		if int64(time.Since(n.t0)) > n.validUntil.Load() {
 			n.Lose(errors.New("etcd lease not renewed in time (paused or cut off from etcd): no longer the leader"))
 			lost.ServeHTTP(w, r)
 			return
