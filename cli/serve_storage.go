@@ -20,6 +20,7 @@ func storageFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.DurationFlag{Name: "commit-interval", Value: store.CommitIntervalDefault, Usage: "how often acknowledged writes are folded from the write-ahead log into the db file (bounds replay time and log size, not durability)"},
 		&ucli.Int64Flag{Name: "wal-segment-size", Value: 64 << 20, Usage: "bytes per write-ahead log segment file (preallocated; directory <db>-wal)"},
+		&ucli.BoolFlag{Name: "commit-pipeline", Usage: "build the next group-commit batch while the previous one's fsync runs (a second goroutine; slower on 2 cores, may pay on more)"},
 		&ucli.BoolFlag{Name: "allow-corrupt-log", Usage: "start even when a write-ahead log record that was acknowledged is damaged: the log is cut there and the writes after it are LOST (run `populi-db check` first)"},
 	}
 }
@@ -28,6 +29,7 @@ type storageOptions struct {
 	CommitInterval  time.Duration
 	SegmentSize     int64
 	AllowCorruptLog bool
+	Pipeline        bool
 }
 
 func storageOptionsFrom(c *ucli.Context) storageOptions {
@@ -35,6 +37,7 @@ func storageOptionsFrom(c *ucli.Context) storageOptions {
 		CommitInterval:  c.Duration("commit-interval"),
 		SegmentSize:     c.Int64("wal-segment-size"),
 		AllowCorruptLog: c.Bool("allow-corrupt-log"),
+		Pipeline:        c.Bool("commit-pipeline"),
 	}
 }
 
@@ -55,6 +58,7 @@ func (o storageOptions) apply(cfg *store.Config, lookup LookupFunc) error {
 		return fmt.Errorf("--wal-segment-size must be at least 65536 bytes (got %d)", o.SegmentSize)
 	}
 	cfg.CommitInterval, cfg.LogSegmentSize, cfg.AllowCorruptLog = o.CommitInterval, o.SegmentSize, o.AllowCorruptLog
+	cfg.PipelineCommits = o.Pipeline
 	spec, _ := lookup(EnvCrashPoints)
 	if strings.TrimSpace(spec) == "" {
 		return nil

@@ -97,9 +97,13 @@ func TestCrashRestart(t *testing.T) {
 			cenv["POPULI_TEST_CRASHPOINTS_ARMED_BY"] = armFile // armed once the restart check passed
 		}
 		commitEvery := []string{"2ms", "20ms", "100ms"}[rng.IntN(3)]
+		args := []string{"--wal-segment-size", "65536", "--commit-interval", commitEvery}
+		if rng.IntN(2) == 0 {
+			args = append(args, "--commit-pipeline") // batches also go through the syncer goroutine
+			windows["pipelined"]++
+		}
 		var err error
-		if srv, err = startServer(bin, dbPath, cenv, sweepEvery,
-			"--wal-segment-size", "65536", "--commit-interval", commitEvery); err != nil {
+		if srv, err = startServer(bin, dbPath, cenv, sweepEvery, args...); err != nil {
 			fail("cycle %d: %v", c, err)
 		}
 		if rng.IntN(20) == 0 {

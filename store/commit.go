@@ -16,10 +16,14 @@ import (
 // The commit path, three goroutines:
 //
 //   - commitLoop (the single writer) takes every write waiting, runs the
-//     operations into a fresh layer (kv.go), encodes the layer as one log
-//     record and hands it to syncLoop; then it builds the next batch while
-//     that record's fsync runs (its operations see the pending layers).
-//   - syncLoop appends each record to the log (one fdatasync), then, under
+//     operations into a fresh layer (kv.go) and encodes the layer as one
+//     log record. By default it then syncs the record itself (finishBatch),
+//     and the writes that arrive meanwhile form the next batch. With
+//     Config.PipelineCommits, a batch with writes waiting behind it goes to
+//     syncLoop instead and the writer builds the next batch while that
+//     record's fsync runs (its operations see the pending layers).
+//   - finishBatch (on the writer, or on syncLoop for a pipelined batch)
+//     appends the record to the log (one fdatasync), then, under
 //     index.mu, moves the layer into s.live — from then on every reader
 //     sees it — and only then answers the batch's callers. So a 2xx is
 //     durable, and no reply (a read, a refusal, a claim) can depend on a
@@ -245,13 +249,17 @@ func (s *Store) runBatch(reqs []*writeReq, epoch uint64) {
 	if job != nil {
 		s.batchesInFlight.Add(1)
 		job.handed = time.Now()
-		if s.queued.Add(1) == 1 {
+		if s.queued.Add(1) == 1 && !(s.cfg.PipelineCommits && len(s.writes) > 0) {
 			// Nothing is ahead of this batch: sync it here and save two
-			// goroutine hand-offs (a lone writer's latency). Under load
-			// the syncer takes batches while the next one is built.
+			// goroutine hand-offs. The writer is blocked meanwhile, and
+			// the writes that arrive form the next batch (Redis's loop).
+			// With PipelineCommits, a batch with writes waiting behind it
+			// goes to the syncer instead, and the writer builds the next
+			// batch during its fsync (depth 2: syncq holds one more).
 			s.finishBatch(job)
 			return
 		}
+		s.pipelined.Add(1)
 		s.syncq <- job
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -62,6 +63,9 @@ func setupBundle(t testing.TB, fsync bool, edit ...func(*Config)) *bundle {
 	if testEtcd != nil {
 		cfg.Etcd = etcdConfig(t)
 	}
+	// POPULI_TEST_PIPELINE=1 runs the suite with PipelineCommits (the
+	// syncer goroutine takes batches while the writer builds the next).
+	cfg.PipelineCommits = os.Getenv("POPULI_TEST_PIPELINE") != ""
 	for _, e := range edit {
 		e(&cfg)
 	}
