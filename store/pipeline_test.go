@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"populi-db/wire"
 )
@@ -42,7 +43,26 @@ func TestPipelinedCommits(t *testing.T) {
 			}
 		}()
 	}
+	// A slow operation in most batches widens the window in which writes
+	// answered by the previous batch come back and wait behind the one
+	// being built (what sends a batch to the syncer), whatever the disk's
+	// or etcd's speed.
+	stop := make(chan struct{})
+	slow := make(chan struct{})
+	go func() {
+		defer close(slow)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = b.s.update(func(*txn) error { time.Sleep(300 * time.Microsecond); return nil })
+		}
+	}()
 	wg.Wait()
+	close(stop)
+	<-slow
 	if n := b.s.pipelined.Load(); n == 0 {
 		t.Fatalf("no batch went through the syncer with %d concurrent writers", writers)
 	} else {
