@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"populi-db/internal/clock"
+	"populi-db/internal/etcdtest"
 	"populi-db/store"
 	"populi-db/wire"
 )
@@ -90,6 +91,9 @@ func setup(t *testing.T, cfg store.Config) *bundle {
 		storeLog: newLogRecorder(),
 	}
 	cfg.Path, cfg.Clock, cfg.Logger = b.path, b.clk, slog.New(b.storeLog)
+	if etcdtest.UseEtcd() {
+		cfg.Etcd = etcdConfig(t) // the backend matrix
+	}
 	b.cfg = cfg
 	b.open(t)
 	t.Cleanup(func() { b.st.Close() })
@@ -234,4 +238,20 @@ func parallelDo(t *testing.T, n, workers int, fn func(i int) error) {
 		t.Fatal(err)
 	default:
 	}
+}
+
+// etcdConfig is a fresh prefix on the package's shared embedded etcd
+// (TestMain stops it), guarded by a key standing in for a won election.
+func etcdConfig(t testing.TB) *store.EtcdConfig {
+	t.Helper()
+	c, err := etcdtest.Shared()
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	prefix := etcdtest.NextPrefix()
+	key, rev, err := c.NewGuard(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &store.EtcdConfig{Client: c.Client(), Prefix: prefix, GuardKey: key, GuardRev: rev}
 }
