@@ -1,11 +1,8 @@
 package store
 
 import (
-	"context"
 	"os"
 	"testing"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"populi-db/internal/etcdtest"
 )
@@ -30,29 +27,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// sharedEtcd is the package's embedded etcd, started if the matrix did not.
-func sharedEtcd(t testing.TB) *etcdtest.Cluster {
-	t.Helper()
-	c, err := etcdtest.Shared()
-	if err != nil {
-		t.Fatalf("embedded etcd: %v", err)
-	}
-	return c
-}
-
 // etcdConfig gives a test store a prefix of its own on the shared cluster,
 // guarded by a key it creates (the stand-in for an election key).
 func etcdConfig(t testing.TB) *EtcdConfig {
 	t.Helper()
-	c := sharedEtcd(t)
-	prefix := etcdtest.NextPrefix()
-	key, rev, err := c.NewGuard(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli := c.Client()
-	t.Cleanup(func() { _, _ = cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
-	return &EtcdConfig{Client: cli, Prefix: prefix, GuardKey: key, GuardRev: rev}
+	p := etcdtest.FreshPrefix(t)
+	return &EtcdConfig{Client: p.Client, Prefix: p.Prefix, GuardKey: p.GuardKey, GuardRev: p.GuardRev}
 }
 
 // bboltOnly skips a test about the bbolt file or its write-ahead log.

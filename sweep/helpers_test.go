@@ -244,14 +244,6 @@ func parallelDo(t *testing.T, n, workers int, fn func(i int) error) {
 // (TestMain stops it), guarded by a key standing in for a won election.
 func etcdConfig(t testing.TB) *store.EtcdConfig {
 	t.Helper()
-	c, err := etcdtest.Shared()
-	if err != nil {
-		t.Fatalf("embedded etcd: %v", err)
-	}
-	prefix := etcdtest.NextPrefix()
-	key, rev, err := c.NewGuard(prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &store.EtcdConfig{Client: c.Client(), Prefix: prefix, GuardKey: key, GuardRev: rev}
+	p := etcdtest.FreshPrefix(t)
+	return &store.EtcdConfig{Client: p.Client, Prefix: p.Prefix, GuardKey: p.GuardKey, GuardRev: p.GuardRev}
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -206,6 +207,34 @@ func NextPrefix() string {
 	defer shared.Unlock()
 	shared.n++
 	return fmt.Sprintf("/test/%d", shared.n)
+}
+
+// Prefix is a fresh prefix on the shared cluster with a guard key standing
+// in for a won election: what a test store's EtcdConfig needs (built by the
+// caller; this package cannot import store). The prefix is deleted when
+// the test ends.
+type Prefix struct {
+	Client   *clientv3.Client
+	Prefix   string
+	GuardKey string
+	GuardRev int64
+}
+
+// FreshPrefix returns a new guarded prefix on the shared cluster.
+func FreshPrefix(t testing.TB) Prefix {
+	t.Helper()
+	c, err := Shared()
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	prefix := NextPrefix()
+	key, rev, err := c.NewGuard(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := c.Client()
+	t.Cleanup(func() { _, _ = cli.Delete(context.Background(), prefix+"/", clientv3.WithPrefix()) })
+	return Prefix{Client: cli, Prefix: prefix, GuardKey: key, GuardRev: rev}
 }
 
 // CloseShared stops the shared cluster, if one was started.
