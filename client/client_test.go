@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -435,7 +436,7 @@ func TestPager(t *testing.T) {
 	if requests.Load() != 3 || !p.Done() {
 		t.Fatalf("%d requests (done %v), want 3", requests.Load(), p.Done())
 	}
-	if !equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("ids %v, want %v", got, want)
 	}
 	all := must[[]wire.StoredMessage](t, "all")(c.InboxAllPaged(bg, "5", 3))
@@ -531,18 +532,6 @@ func TestControlURL(t *testing.T) {
 	if _, err := client.New("http://0.0.0.0:1"); err == nil {
 		t.Fatal("New accepted a bind-all address")
 	}
-}
-
-func equal(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -259,7 +259,7 @@ func parseA2A(f *legacyFile, set *store.ImportSet, rep *Report, p *progress) (in
 		}
 		seen[m.ID] = line
 		m.SenderAgentID, m.ReceiverAgentID = strings.TrimSpace(m.SenderAgentID), strings.TrimSpace(m.ReceiverAgentID)
-		if !digits(m.SenderAgentID) || !digits(m.ReceiverAgentID) {
+		if !store.IsAgentID(m.SenderAgentID) || !store.IsAgentID(m.ReceiverAgentID) {
 			rep.Findings = append(rep.Findings, fmt.Sprintf("%s:%d: a2a row %d: sender and receiver agent ids must be digits, skipped", f.path, line, m.ID))
 			continue
 		}
@@ -374,18 +374,6 @@ func parseReplay(f *legacyFile, set *store.ImportSet, rep *Report, p *progress) 
 		set.Idem = append(set.Idem, e)
 	}
 	return len(jtis) + len(idem), nil
-}
-
-func digits(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 func joinInts(v []int) string {

@@ -27,7 +27,7 @@ func (s *Store) ClaimNext(receiver, claimer string) (*wire.StoredMessage, error)
 			return wire.ErrUnknownClaimerJoin
 		}
 		expireMaintenance(&node.rec, t.nowMs)
-		if quarantined(&node.rec) || blocksNewWork(&node.rec, t.nowMs) || !isDigits(receiver) {
+		if quarantined(&node.rec) || blocksNewWork(&node.rec, t.nowMs) || !IsAgentID(receiver) {
 			return nil
 		}
 		if err := t.promoteDue(receiver, promoteLimit); err != nil {
@@ -69,7 +69,7 @@ func (s *Store) mayClaim(receiver, claimer string) bool {
 			return err // unknown: let the claim answer 403
 		}
 		expireMaintenance(&node.rec, t.nowMs)
-		if quarantined(&node.rec) || blocksNewWork(&node.rec, t.nowMs) || !isDigits(receiver) {
+		if quarantined(&node.rec) || blocksNewWork(&node.rec, t.nowMs) || !IsAgentID(receiver) {
 			may = false
 			return nil
 		}

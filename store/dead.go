@@ -10,7 +10,7 @@ import (
 // including rows whose last lease ran out at the delivery limit.
 func (s *Store) ListDead(receiver string, max, before *uint64) ([]wire.StoredMessage, error) {
 	out := []wire.StoredMessage{}
-	if !isDigits(receiver) {
+	if !IsAgentID(receiver) {
 		return out, nil
 	}
 	limit := clampList(max)

@@ -265,18 +265,6 @@ func wantErr(t testing.TB, got error, want *wire.Error) {
 	}
 }
 
-func eqU64s(a, b []uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // eventually polls cond for up to d of real time; it is the only place
 // tests poll.
 func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {

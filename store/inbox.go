@@ -23,7 +23,9 @@ const (
 
 const dedupeSep = "\x1f"
 
-func isDigits(s string) bool {
+// IsAgentID says whether s is an A2A agent id: one or more decimal digits
+// (SPEC 2.9; migrate checks legacy rows with it too).
+func IsAgentID(s string) bool {
 	if s == "" {
 		return false
 	}
@@ -44,11 +46,11 @@ func ValidateDeliver(req *wire.DeliverRequest) error {
 	switch {
 	case req.SenderAgentID == "":
 		return wire.ErrSenderRequired
-	case !isDigits(req.SenderAgentID):
+	case !IsAgentID(req.SenderAgentID):
 		return wire.ErrSenderDigits
 	case req.ReceiverAgentID == "":
 		return wire.ErrReceiverRequired
-	case !isDigits(req.ReceiverAgentID):
+	case !IsAgentID(req.ReceiverAgentID):
 		return wire.ErrReceiverDigits
 	}
 	return nil
@@ -147,7 +149,7 @@ func max1(v uint64) uint64 {
 // left out (they are listed by ListDead).
 func (s *Store) ListInbox(receiver string, max, before *uint64) ([]wire.StoredMessage, error) {
 	out := []wire.StoredMessage{}
-	if !isDigits(receiver) { // no stored row can match a non-digit receiver
+	if !IsAgentID(receiver) { // no stored row can match a non-digit receiver
 		return out, nil
 	}
 	limit := clampList(max)

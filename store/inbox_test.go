@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,7 @@ func TestCapFiveDeliveriesKeepsThree(t *testing.T) {
 	for range 5 {
 		b.deliver("2")
 	}
-	if got := ids(b.list("2")); !eqU64s(got, []uint64{5, 4, 3}) {
+	if got := ids(b.list("2")); !slices.Equal(got, []uint64{5, 4, 3}) {
 		t.Fatalf("listing = %v, want [5 4 3]", got)
 	}
 }
@@ -626,15 +627,15 @@ func TestListDeadPaging(t *testing.T) {
 	b.deliver("2")
 	all, err := b.s.ListDead("2", ptr(uint64(100)), nil)
 	wantErr(t, err, nil)
-	if got := ids(all); !eqU64s(got, dead) {
+	if got := ids(all); !slices.Equal(got, dead) {
 		t.Fatalf("ListDead = %v, want %v", got, dead)
 	}
 	page, _ := b.s.ListDead("2", ptr(uint64(2)), nil)
-	if got := ids(page); !eqU64s(got, dead[:2]) {
+	if got := ids(page); !slices.Equal(got, dead[:2]) {
 		t.Fatalf("page 1 = %v, want %v", got, dead[:2])
 	}
 	page, _ = b.s.ListDead("2", ptr(uint64(3)), &dead[1])
-	if got := ids(page); !eqU64s(got, dead[2:5]) {
+	if got := ids(page); !slices.Equal(got, dead[2:5]) {
 		t.Fatalf("page 2 = %v, want %v", got, dead[2:5])
 	}
 	if page, _ := b.s.ListDead("x", nil, nil); len(page) != 0 {
@@ -654,7 +655,7 @@ func TestListInboxPaging(t *testing.T) {
 	}
 	page, err := b.s.ListInbox("2", nil, nil)
 	wantErr(t, err, nil)
-	if got := ids(page); !eqU64s(got, all[:ListDefault]) {
+	if got := ids(page); !slices.Equal(got, all[:ListDefault]) {
 		t.Fatalf("default page: %d rows starting %v", len(got), got[:1])
 	}
 	page, _ = b.s.ListInbox("2", ptr(uint64(1000)), nil)
@@ -667,7 +668,7 @@ func TestListInboxPaging(t *testing.T) {
 	}
 	before := all[10]
 	page, _ = b.s.ListInbox("2", ptr(uint64(5)), &before)
-	if got := ids(page); !eqU64s(got, all[11:16]) {
+	if got := ids(page); !slices.Equal(got, all[11:16]) {
 		t.Fatalf("before %d: %v, want %v", before, got, all[11:16])
 	}
 	page, _ = b.s.ListInbox("2", nil, ptr(uint64(0)))

@@ -226,7 +226,7 @@ func (m *model) claim(recv, claimer string) (*wire.StoredMessage, error) {
 	if n == nil {
 		return nil, wire.ErrUnknownClaimerJoin
 	}
-	if n.blocked(m.now) || !isDigits(recv) {
+	if n.blocked(m.now) || !IsAgentID(recv) {
 		return nil, nil
 	}
 	var best *mRow

@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -182,7 +183,7 @@ func TestEnforceCapAfterLoweringMaxMessages(t *testing.T) {
 	if n, err := b.s.EnforceCap(100); err != nil || n != 0 {
 		t.Fatalf("EnforceCap at the cap = %d, %v", n, err)
 	}
-	if got := ids(b.list("2")); !eqU64s(got, []uint64{rows[5], rows[4], rows[3], rows[2]}) {
+	if got := ids(b.list("2")); !slices.Equal(got, []uint64{rows[5], rows[4], rows[3], rows[2]}) {
 		t.Fatalf("left %v", got)
 	}
 	// Deliveries now keep the store at the new cap.
