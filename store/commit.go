@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -13,15 +14,19 @@ import (
 	"populi-db/wire"
 )
 
-// The commit path, three goroutines:
+// The commit path:
 //
-//   - commitLoop (the single writer) takes every write waiting, runs the
-//     operations into a fresh layer (kv.go) and encodes the layer as one
-//     log record. By default it then syncs the record itself (finishBatch),
-//     and the writes that arrive meanwhile form the next batch. With
-//     Config.PipelineCommits, a batch with writes waiting behind it goes to
-//     syncLoop instead and the writer builds the next batch while that
-//     record's fsync runs (its operations see the pending layers).
+//   - The single writer takes every write waiting, runs the operations
+//     into a fresh layer (kv.go) and encodes the layer as one log record.
+//     By default (inline) the writer is whichever caller of update finds
+//     no batch in progress (lead: LevelDB's writer queue): it syncs the
+//     record itself (finishBatch), and the writes that arrive meanwhile
+//     form the next batch, led by the first of them. A lone write so runs
+//     in its own goroutine from decode to answer. With
+//     Config.PipelineCommits the writer is a goroutine (commitLoop), and a
+//     batch with writes waiting behind it goes to syncLoop instead while
+//     the writer builds the next batch during that record's fsync (its
+//     operations see the pending layers).
 //   - finishBatch (on the writer, or on syncLoop for a pipelined batch)
 //     appends the record to the log (one fdatasync), then, under
 //     index.mu, moves the layer into s.live — from then on every reader
@@ -101,8 +106,86 @@ func (s *Store) update(fn func(*txn) error) error {
 		return s.solo(fn)
 	}
 	r := &writeReq{fn: fn, done: make(chan error, 1)}
-	s.writes <- r
-	return <-r.done
+	if s.cfg.PipelineCommits {
+		s.writes <- r
+		return <-r.done
+	}
+	return s.lead(r)
+}
+
+// errLead, sent on a waiting write's done channel, makes its caller the
+// next leader (writeQueue).
+var errLead = errors.New("store: lead the next batch")
+
+// writeQueue holds the writes waiting for the next batch when the store
+// commits inline (the default): the caller that finds no leader becomes
+// the single writer for one batch — everything waiting, its own write
+// first — then hands the lead to the first write that queued meanwhile
+// (LevelDB's writer queue). A lone write thus runs, syncs and answers in
+// its own goroutine with no hand-off at all; under load each batch costs
+// one wake-up of the next leader.
+type writeQueue struct {
+	mu      sync.Mutex
+	waiting []*writeReq
+	leading bool
+}
+
+// lead queues r and waits for its answer, leading a batch when it is r's
+// turn.
+func (s *Store) lead(r *writeReq) error {
+	q := &s.wq
+	q.mu.Lock()
+	q.waiting = append(q.waiting, r)
+	if q.leading {
+		q.mu.Unlock()
+		if err := <-r.done; err != errLead {
+			return err
+		}
+		q.mu.Lock()
+	}
+	q.leading = true
+	n := min(len(q.waiting), maxBatch)
+	batch := make([]*writeReq, n)
+	copy(batch, q.waiting)
+	q.waiting = append(q.waiting[:0], q.waiting[n:]...)
+	q.mu.Unlock()
+
+	s.writeBatch(batch)
+	if e := s.epoch.Load(); e != s.writerEpoch {
+		// The batch failed: re-derive the writer's state now (nothing else
+		// is in flight), so reads waiting for a clean index go on.
+		s.resetAfterFailure()
+		s.writerEpoch = e
+	}
+
+	q.mu.Lock()
+	if len(q.waiting) > 0 {
+		q.waiting[0].done <- errLead
+	} else {
+		q.leading = false
+	}
+	q.mu.Unlock()
+	return <-r.done // answered by its batch
+}
+
+// writeBatch is the single writer's step: one batch built, synced and
+// answered (inline), or handed to syncLoop (pipelined).
+func (s *Store) writeBatch(batch []*writeReq) {
+	if e := s.epoch.Load(); e != s.writerEpoch {
+		// A batch failed: let every batch built on it fail too, then
+		// re-derive what the writer holds from the acknowledged state.
+		s.batchesInFlight.Wait()
+		s.resetAfterFailure()
+		s.writerEpoch = e
+	}
+	if err := s.fatal(); err != nil {
+		for _, r := range batch {
+			r.done <- ErrStorageFailed
+		}
+		return
+	}
+	s.waitForRoom()
+	s.runBatch(batch, s.writerEpoch)
 }
 
 // snapshotLayers returns the layers rtx lacks. The caller holds index.mu
@@ -200,24 +283,17 @@ func (s *Store) waitIndexClean() {
 	s.durMu.Unlock()
 }
 
-// commitLoop is the single writer (see the top of this file).
+// commitLoop is the single writer with Config.PipelineCommits (see the top
+// of this file); inline stores use lead instead.
 func (s *Store) commitLoop() {
 	defer close(s.writerDone)
 	defer close(s.syncq)
-	seenEpoch := s.epoch.Load()
 	for {
 		var first *writeReq
 		select {
 		case first = <-s.writes:
 		case <-s.stop:
 			return
-		}
-		if e := s.epoch.Load(); e != seenEpoch {
-			// A batch failed: let every batch built on it fail too, then
-			// re-derive what the writer holds from the acknowledged state.
-			s.batchesInFlight.Wait()
-			s.resetAfterFailure()
-			seenEpoch = e
 		}
 		batch := make([]*writeReq, 1, 16) // the syncer answers it after this loop moves on
 		batch[0] = first
@@ -230,14 +306,7 @@ func (s *Store) commitLoop() {
 				break fill
 			}
 		}
-		if err := s.fatal(); err != nil {
-			for _, r := range batch {
-				r.done <- ErrStorageFailed
-			}
-			continue
-		}
-		s.waitForRoom()
-		s.runBatch(batch, seenEpoch)
+		s.writeBatch(batch)
 	}
 }
 
@@ -410,6 +479,9 @@ func (s *Store) syncBatch(job *batchJob) error {
 // nudgeWriter queues a no-op write so the writer re-derives its state after
 // a failed batch even if no other write comes.
 func (s *Store) nudgeWriter() {
+	if !s.cfg.PipelineCommits {
+		return // the leader re-derives it before handing on the lead
+	}
 	go func() {
 		select {
 		case s.writes <- &writeReq{fn: func(*txn) error { return nil }, done: make(chan error, 1)}:

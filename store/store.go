@@ -96,7 +96,8 @@ type Store struct {
 	log   *slog.Logger
 	cfg   Config
 
-	writes     chan *writeReq
+	wq         writeQueue     // inline commits (the default): commit.go
+	writes     chan *writeReq // Config.PipelineCommits: to commitLoop
 	stop       chan struct{}
 	writerDone chan struct{}
 	syncq      chan *batchJob
@@ -125,6 +126,7 @@ type Store struct {
 	// batches it builds (bumped by the syncer when a batch fails, so every
 	// batch built on top of it fails too), id reservations (seq.go).
 	lastSeq          uint64
+	writerEpoch      uint64 // the epoch the writer last re-derived its state at
 	epoch            atomic.Uint64
 	batchesInFlight  sync.WaitGroup
 	failMu           sync.Mutex
