@@ -146,11 +146,12 @@ func checkRequest(req *http.Request) string {
 	if req.ProtoMajor != 1 {
 		return "505 HTTP Version Not Supported: unsupported protocol version"
 	}
-	hosts, haveHost := req.Header["Host"]
-	if req.ProtoAtLeast(1, 1) && (!haveHost || len(hosts) == 0) && req.Method != "CONNECT" {
+	// http.ReadRequest moved the Host header into req.Host (or took it
+	// from an absolute URL); an empty Host header reads as missing here.
+	if req.ProtoAtLeast(1, 1) && req.Host == "" && req.Method != "CONNECT" {
 		return "400 Bad Request: missing required Host header"
 	}
-	if len(hosts) == 1 && !validHost(hosts[0]) {
+	if !validHost(req.Host) {
 		return "400 Bad Request: malformed Host header"
 	}
 	for k, vv := range req.Header {
@@ -163,7 +164,6 @@ func checkRequest(req *http.Request) string {
 			}
 		}
 	}
-	delete(req.Header, "Host")
 	return ""
 }
 

@@ -124,7 +124,10 @@ func (w *response) write(n int, p []byte, s string) (int, error) {
 			}
 			return n, nil
 		}
-		if err := w.commit(false); err != nil {
+		if p == nil {
+			p = []byte(s)
+		}
+		if err := w.commit(false, p); err != nil {
 			return 0, err
 		}
 	}
@@ -195,7 +198,7 @@ func (w *response) FlushError() error {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.committed {
-		return w.commit(false)
+		return w.commit(false, nil)
 	}
 	return w.flushBody()
 }
@@ -234,7 +237,7 @@ func (w *response) finish() {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.committed {
-		w.commit(true)
+		w.commit(true, nil)
 	} else {
 		if w.chunking {
 			w.body = append(w.body, "0\r\n\r\n"...)
@@ -262,8 +265,9 @@ type excluded struct {
 // commit writes the status line and header. final means the handler has
 // returned and w.body is the whole body: it goes out in the same write,
 // with a Content-Length. Otherwise the header is sent with the framing
-// for a streamed body, followed by w.body as the first piece.
-func (w *response) commit(final bool) error {
+// for a streamed body, followed by w.body as the first piece; next is the
+// data about to follow, sniffed for Content-Type when w.body is empty.
+func (w *response) commit(final bool, next []byte) error {
 	w.committed = true
 	c := w.c
 	req := w.req
@@ -323,8 +327,12 @@ func (w *response) commit(final bool) error {
 	var contentType string
 	if bodyOK {
 		_, haveType := h["Content-Type"]
-		if !haveType && !hasTE && len(w.body) > 0 && headerGet(h, "Content-Encoding") == "" {
-			contentType = http.DetectContentType(w.body)
+		sniff := w.body
+		if len(sniff) == 0 {
+			sniff = next
+		}
+		if !haveType && !hasTE && len(sniff) > 0 && headerGet(h, "Content-Encoding") == "" {
+			contentType = http.DetectContentType(sniff)
 		}
 	} else {
 		ex.contentLength = true
