@@ -1,7 +1,6 @@
 package h1
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -104,4 +103,3 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-var _ = context.Background
