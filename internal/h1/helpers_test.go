@@ -102,4 +102,3 @@ func get(t testing.TB, c *http.Client, url string) (int, string) {
 	}
 	return resp.StatusCode, string(b)
 }
-
