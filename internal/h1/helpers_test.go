@@ -3,6 +3,7 @@ package h1
 import (
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -63,7 +64,7 @@ func startH1(t testing.TB, h http.Handler, cfg func(*Server)) (*Server, *countin
 // startStd serves h with net/http on loopback.
 func startStd(t testing.TB, h http.Handler, cfg func(*http.Server)) string {
 	t.Helper()
-	s := &http.Server{Handler: h, ErrorLog: nil}
+	s := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
 	if cfg != nil {
 		cfg(s)
 	}
