@@ -70,6 +70,17 @@ func diffHandler() http.Handler {
 		w.Write(body[:100<<10])
 		w.Write(body[100<<10:])
 	})
+	mux.HandleFunc("/hints", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "after hints")
+	})
+	mux.HandleFunc("/unknown-status", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(599)
+	})
+	mux.HandleFunc("/flush-empty", func(w http.ResponseWriter, r *http.Request) {
+		w.(http.Flusher).Flush()
+	})
 	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		io.WriteString(w, "bye")
@@ -120,6 +131,18 @@ func rawCases() []rawCase {
 		{"HEAD", "HEAD /json HTTP/1.1\r\nHost: example\r\n\r\n" + get("/json"), []string{"HEAD", "GET"}},
 		{"HEAD of empty", "HEAD /empty HTTP/1.1\r\nHost: example\r\n\r\n", []string{"HEAD"}},
 		{"sniffed content type", get("/sniff"), []string{"GET"}},
+		{"HEAD of 1 MiB", "HEAD /big HTTP/1.1\r\nHost: example\r\n\r\n" + get("/json"), []string{"HEAD", "GET"}},
+		{"HEAD with flush", "HEAD /flush HTTP/1.1\r\nHost: example\r\n\r\n" + get("/json"), []string{"HEAD", "GET"}},
+		{"103 early hints", get("/hints") + get("/json"), []string{"GET", "GET"}},
+		{"unknown status", get("/unknown-status"), []string{"GET"}},
+		{"flush without body", get("/flush-empty") + get("/json"), []string{"GET", "GET"}},
+		{"HTTP/1.0 flush", "GET /flush HTTP/1.0\r\n\r\n", []string{"GET"}},
+		{"HTTP/1.0 post", "POST /readbody HTTP/1.0\r\nContent-Length: 3\r\n\r\nabc", []string{"POST"}},
+		{"unread chunked body drained", "POST /noread HTTP/1.1\r\nHost: example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + get("/json"), []string{"POST", "GET"}},
+		{"unread body with streamed answer", post("/big", strings.Repeat("q", 1000)) + get("/json"), []string{"POST", "GET"}},
+		{"invalid header value", "GET /json HTTP/1.1\r\nHost: example\r\nX-A: a\x01b\r\n\r\n", []string{"GET"}},
+		{"bad Host", "GET /json HTTP/1.1\r\nHost: exa mple\r\n\r\n", []string{"GET"}},
+		{"absolute URL", "GET http://example/json HTTP/1.1\r\nHost: example\r\n\r\n", []string{"GET"}},
 		{"1 MiB body then next", get("/big") + get("/json"), []string{"GET", "GET"}},
 		{"flush midway", get("/flush") + get("/json"), []string{"GET", "GET"}},
 		{"handler Content-Length", get("/cl") + get("/cl"), []string{"GET", "GET"}},

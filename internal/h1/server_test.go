@@ -486,3 +486,32 @@ func TestOneReadOneWrite(t *testing.T) {
 		t.Fatalf("%d requests cost %d reads and %d writes, want %d and %d", n, r, w, n, n)
 	}
 }
+
+// TestExpectContinueClient: Go's client waits for 100 Continue before
+// sending the body; h1 sends it when the handler reads, and a handler that
+// does not read is answered without the body ever being sent.
+func TestExpectContinueClient(t *testing.T) {
+	_, _, url := startH1(t, diffHandler(), nil)
+	c := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: 10 * time.Second}}
+	post := func(path string) (string, time.Duration) {
+		req, err := http.NewRequest("POST", url+path, strings.NewReader(strings.Repeat("c", 5000)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Expect", "100-continue")
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), time.Since(start)
+	}
+	if body, d := post("/readbody"); body != "read 5000 bytes" || d > 5*time.Second {
+		t.Fatalf("reading handler: %q after %v (no 100 Continue?)", body, d)
+	}
+	if body, d := post("/noread"); body != "ignored the body" || d > 5*time.Second {
+		t.Fatalf("non-reading handler: %q after %v", body, d)
+	}
+}
