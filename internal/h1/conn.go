@@ -30,6 +30,9 @@ type conn struct {
 	br          *bufio.Reader
 	lastMethod  string
 	hasDeadline bool // a read deadline is set on nc
+	// hasWriteDeadline: a handler set a write deadline (through
+	// http.ResponseController); it is cleared after its request.
+	hasWriteDeadline bool
 
 	// Buffers reused across the connection's requests.
 	body    []byte   // the response body before it is committed
@@ -243,6 +246,10 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		return false
 	}
 	w.finish()
+	if c.hasWriteDeadline {
+		c.nc.SetWriteDeadline(time.Time{})
+		c.hasWriteDeadline = false
+	}
 	c.body = w.body[:0]
 	if cap(c.body) > maxBufferedResponse*2 {
 		c.body = nil

@@ -210,6 +210,7 @@ func (w *response) SetReadDeadline(t time.Time) error {
 }
 
 func (w *response) SetWriteDeadline(t time.Time) error {
+	w.c.hasWriteDeadline = true
 	return w.c.nc.SetWriteDeadline(t)
 }
 

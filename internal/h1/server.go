@@ -88,6 +88,9 @@ func (s *Server) headerLimit() int64 {
 // until Shutdown or Close, when it returns http.ErrServerClosed. It closes
 // ln when it returns.
 func (s *Server) Serve(ln net.Listener) error {
+	if s.Handler == nil {
+		return errors.New("h1: Serve: Server.Handler is nil")
+	}
 	s.mu.Lock()
 	if s.inShutdown.Load() {
 		s.mu.Unlock()
