@@ -246,6 +246,8 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		return false
 	}
 	w.finish()
+	// A handler that kept the body must not read the next request.
+	w.reqBody.closed = true
 	if c.hasWriteDeadline {
 		c.nc.SetWriteDeadline(time.Time{})
 		c.hasWriteDeadline = false
