@@ -81,6 +81,12 @@ func diffHandler() http.Handler {
 	mux.HandleFunc("/flush-empty", func(w http.ResponseWriter, r *http.Request) {
 		w.(http.Flusher).Flush()
 	})
+	mux.HandleFunc("/late-header", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Early", "sent")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Late", "ignored")
+		w.Header().Set("Content-Type", "application/x-ignored")
+	})
 	mux.HandleFunc("/close", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		io.WriteString(w, "bye")
@@ -134,6 +140,7 @@ func rawCases() []rawCase {
 		{"HEAD of 1 MiB", "HEAD /big HTTP/1.1\r\nHost: example\r\n\r\n" + get("/json"), []string{"HEAD", "GET"}},
 		{"HEAD with flush", "HEAD /flush HTTP/1.1\r\nHost: example\r\n\r\n" + get("/json"), []string{"HEAD", "GET"}},
 		{"103 early hints", get("/hints") + get("/json"), []string{"GET", "GET"}},
+		{"header changed after Write", get("/late-header"), []string{"GET"}},
 		{"unknown status", get("/unknown-status"), []string{"GET"}},
 		{"flush without body", get("/flush-empty") + get("/json"), []string{"GET", "GET"}},
 		{"HTTP/1.0 flush", "GET /flush HTTP/1.0\r\n\r\n", []string{"GET"}},

@@ -19,7 +19,11 @@ import (
 type response struct {
 	c      *conn
 	req    *http.Request
-	header http.Header
+	header http.Header // the handler's map
+	// hdr is what is sent: a copy of header taken at WriteHeader when the
+	// handler held the map, so later changes have no effect (net/http).
+	hdr          http.Header
+	calledHeader bool
 
 	status        int
 	wroteHeader   bool  // WriteHeader ran (explicitly or by the first Write)
@@ -45,7 +49,10 @@ type response struct {
 // checkBodyLimit.
 var maxBytesReaderType = reflect.TypeOf(http.MaxBytesReader(nil, http.NoBody, 0))
 
-func (w *response) Header() http.Header { return w.header }
+func (w *response) Header() http.Header {
+	w.calledHeader = true
+	return w.header
+}
 
 func (w *response) WriteHeader(code int) {
 	if w.wroteHeader {
@@ -67,12 +74,16 @@ func (w *response) WriteHeader(code int) {
 	w.canWriteContinue = false
 	w.wroteHeader = true
 	w.status = code
-	if cl := w.header.Get("Content-Length"); cl != "" {
+	w.hdr = w.header
+	if w.calledHeader {
+		w.hdr = w.header.Clone()
+	}
+	if cl := w.hdr.Get("Content-Length"); cl != "" {
 		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
 			w.contentLength = v
 		} else {
 			w.c.log.Warn("h1: invalid Content-Length set by handler; ignored", "value", cl)
-			w.header.Del("Content-Length")
+			w.hdr.Del("Content-Length")
 		}
 	}
 }
@@ -272,7 +283,7 @@ func (w *response) commit(final bool, next []byte) error {
 	w.committed = true
 	c := w.c
 	req := w.req
-	h := w.header
+	h := w.hdr
 	isHEAD := req.Method == http.MethodHead
 	bodyOK := w.bodyAllowed()
 	w.checkBodyLimit()
