@@ -17,7 +17,10 @@
 //
 // What it deliberately does not do:
 //   - no TLS and no HTTP/2: keep net/http for those listeners;
-//   - no Hijack, no response trailers, no WriteTimeout;
+//   - no Hijack, no response trailers, no WriteTimeout, no sendfile
+//     (io.ReaderFrom), no "OPTIONS *" special case, no ConnState hooks;
+//   - Shutdown closes a connection that has not sent its first byte yet at
+//     once (net/http gives such a connection 5 s);
 //   - no detection of a client that hangs up during a handler: a request's
 //     context is cancelled when the handler returns, when its connection
 //     closes or when the server shuts down (Shutdown cancels it too, so
