@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -122,6 +121,7 @@ func serveCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "bootstrap-peers", Usage: "comma-separated base URLs of federation peers to gossip with; overrides $" + EnvFederationPeers},
 			&ucli.DurationFlag{Name: "gossip-interval", Value: gossip.IntervalDefault, Usage: "federation gossip period (first round at start); 0 disables gossip"},
 			&ucli.BoolFlag{Name: "no-backup", Usage: "upgrade an older database schema without keeping a <db>.schema-v<N>.bak copy first"},
+			&ucli.BoolFlag{Name: "net-http", Usage: "serve plain HTTP with Go's net/http instead of populi-db's own HTTP/1.1 loop (TLS always uses net/http)"},
 		}, append(storageFlags(), haFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			return runServe(c.Context, serveOptions{
@@ -145,6 +145,7 @@ func serveCommand() *ucli.Command {
 				BootstrapPeers:  c.String("bootstrap-peers"),
 				GossipInterval:  c.Duration("gossip-interval"),
 				NoUpgradeBackup: c.Bool("no-backup"),
+				NetHTTP:         c.Bool("net-http"),
 				Stdout:          c.App.Writer,
 				Stderr:          c.App.ErrWriter,
 				Lookup:          osLookup(),
@@ -157,7 +158,7 @@ type serveOptions struct {
 	Bind, DB, BootstrapToken, TLSCert, TLSKey, LogLevel string
 	LogFormat, AccessLogLevel, Pprof                    string
 	BootstrapPeers                                      string
-	AllowOpen, NoUpgradeBackup, MetricsOpen             bool
+	AllowOpen, NoUpgradeBackup, MetricsOpen, NetHTTP    bool
 	TopReceivers                                        int
 	SweepInterval, ShutdownTimeout, GossipInterval      time.Duration
 	Storage                                             storageOptions
@@ -299,26 +300,11 @@ func runServe(ctx context.Context, o serveOptions) (runErr error) {
 	}
 	url := scheme + "://" + ln.Addr().String()
 	sw := &ha.Switch{} // the api once the store is open; a standby's answers before
-	hs := &http.Server{
-		Handler:           sw,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
-		IdleTimeout:       2 * time.Minute,
-		TLSConfig:         tlsCfg,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(sw, tlsCfg, o.NetHTTP, log)
 	defer hs.Close()
 	serveErr := make(chan error, 1)
 	startServing := func() {
-		go func() {
-			var err error
-			if tlsCfg != nil {
-				err = hs.ServeTLS(ln, "", "")
-			} else {
-				err = hs.Serve(ln)
-			}
-			serveErr <- err
-		}()
+		go func() { serveErr <- hs.Serve(ln) }()
 		fmt.Fprintf(o.Stdout, "populi-db listening on %s\n", url)
 	}
 	var lost <-chan struct{} // closed when an etcd leader is deposed

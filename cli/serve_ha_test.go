@@ -171,7 +171,17 @@ func TestHAStandbyFailoverAndMemberLoss(t *testing.T) {
 	if st, _ := call(t, "GET", standby.URL+"/health", "", nil, nil); st != 200 {
 		t.Fatalf("standby /health = %d", st)
 	}
-	ans, body, err := tryCallHeader("GET", standby.URL+"/v1/populi/nodes", nil, nil)
+	// The standby learns the leader's name from its election watch, which
+	// may lag the leader's own win by a moment.
+	var (
+		ans  answer
+		body string
+		err  error
+	)
+	waitFor(t, "the standby to name the leader", func() bool {
+		ans, body, err = tryCallHeader("GET", standby.URL+"/v1/populi/nodes", nil, nil)
+		return err != nil || ans.leader != ""
+	})
 	if err != nil || ans.status != 503 || ans.leader != leader.URL || body != ha.StandbyText {
 		t.Fatalf("standby node list = %+v %q %v; want 503 naming %s", ans, body, err, leader.URL)
 	}

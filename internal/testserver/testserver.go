@@ -1,13 +1,14 @@
 // Package testserver is the one in-process test server of populi-db's tests:
 // a real api.Server over a real bbolt file in t.TempDir(), served on
-// loopback by httptest, with a fake clock shared by store, api and security.
+// loopback by internal/h1 (serve's default HTTP server), with a fake clock
+// shared by store, api and security.
 // The api, security, client and cli tests all build on it.
 package testserver
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"populi-db/api"
 	"populi-db/internal/clock"
 	"populi-db/internal/etcdtest"
+	"populi-db/internal/h1"
 	"populi-db/metrics"
 	"populi-db/security"
 	"populi-db/store"
@@ -81,7 +83,7 @@ type Server struct {
 	Clk  *clock.Fake       // shared by store, api and security
 	St   *store.Store
 	API  *api.Server
-	HTTP *httptest.Server
+	HTTP *h1.Server
 	URL  string // http://127.0.0.1:port
 
 	mu   sync.Mutex
@@ -144,7 +146,12 @@ func (s *Server) start() {
 	}
 	s.St, s.API = st, srv
 	s.SetHandler(srv.Handler())
-	s.HTTP = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		_ = st.Close()
+		s.t.Fatalf("listen on loopback: %v", err)
+	}
+	s.HTTP = &h1.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		hook := s.hook
 		s.mu.Unlock()
@@ -153,8 +160,9 @@ func (s *Server) start() {
 			return
 		}
 		s.serveBase(w, r)
-	}))
-	s.URL = s.HTTP.URL
+	}), Logger: s.o.Log}
+	go func() { _ = s.HTTP.Serve(ln) }()
+	s.URL = "http://" + ln.Addr().String()
 }
 
 // Stop drains long polls, closes the listener and the store. Idempotent.
