@@ -3,8 +3,10 @@ package api_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"populi-db/api"
 	"populi-db/metrics"
 	"populi-db/sweep"
+	"populi-db/wire"
 )
 
 // scrape is one parsed /metrics answer.
@@ -385,3 +388,28 @@ type syncBuf struct {
 
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A long-poll claim whose client hangs up stops waiting (the h1 server
+// cancels its context) and leases nothing: the row delivered afterwards
+// goes to the next claimer at once, not to the node that left.
+func TestLongPollClientHangUpLeasesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{tokens: testTokens})
+	b.join("gone")
+	b.join("w")
+	nc, err := net.Dial("tcp", strings.TrimPrefix(b.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"receiver_agent_id":"6","claimer_node_id":"gone","wait_ms":30000}`
+	fmt.Fprintf(nc, "POST /v1/populi/a2a/inbox HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+		"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", b.token, len(body), body)
+	eventually(t, "a parked long poll", func() bool { return b.scrape(t).value("populi_a2a_long_poll_waiters") == 1 })
+	nc.Close()
+	eventually(t, "the hung-up poll to end", func() bool { return b.scrape(t).value("populi_a2a_long_poll_waiters") == 0 })
+	id := b.deliver("1", "6")
+	got := b.claim("6", "w")
+	if len(got) != 1 || got[0].ID != id || wire.Str(got[0].LeaseHolderNodeID) != "w" {
+		t.Fatalf("claim after the hang-up got %+v, want row %d leased to w", got, id)
+	}
+}

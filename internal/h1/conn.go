@@ -27,6 +27,7 @@ type conn struct {
 	state      int // guarded by s.mu
 
 	lr          limitReader
+	watch       hangupWatch // see hangup.go
 	br          *bufio.Reader
 	lastMethod  string
 	hasDeadline bool // a read deadline is set on nc
@@ -44,12 +45,19 @@ type conn struct {
 // limitReader caps what bufio may read from the conn while a request's
 // line and header are read (net/http's connReader limit).
 type limitReader struct {
-	nc     net.Conn
-	remain int64
-	hit    bool
+	nc      net.Conn
+	remain  int64
+	hit     bool
+	pending []byte // read by a hang-up watch; returned first
 }
 
 func (r *limitReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 && len(p) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		r.remain -= int64(n)
+		return n, nil
+	}
 	if r.remain <= 0 {
 		r.hit = true
 		return 0, io.EOF
@@ -207,7 +215,7 @@ func isNetError(err error) bool {
 func (c *conn) serveRequest(req *http.Request) bool {
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
-	req = req.WithContext(ctx)
+	req = req.WithContext(&reqCtx{Context: ctx, c: c})
 	req.RemoteAddr = c.remoteAddr
 	w := &response{
 		c:             c,
@@ -224,6 +232,7 @@ func (c *conn) serveRequest(req *http.Request) bool {
 	} else {
 		w.reqBody.sawEOF = true
 	}
+	c.watch.reset(cancel, w.reqBody.sawEOF && c.br.Buffered() == 0)
 	if expect := req.Header.Get("Expect"); expect != "" {
 		if !strings.EqualFold(expect, "100-continue") {
 			c.replyStatus(w, http.StatusExpectationFailed)
@@ -236,7 +245,11 @@ func (c *conn) serveRequest(req *http.Request) bool {
 		req.Header.Del("Expect")
 	}
 
-	if p := c.runHandler(w, req); p != nil {
+	p := c.runHandler(w, req)
+	if c.watch.stop(c) {
+		w.closeAfter = true // the client is gone: nothing more to read
+	}
+	if p != nil {
 		if p.value != http.ErrAbortHandler {
 			c.log.Error("h1: handler panicked", "method", req.Method, "path", req.URL.Path,
 				"remote", c.remoteAddr, "panic", fmt.Sprint(p.value), "stack", string(p.stack))
@@ -317,6 +330,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	b.n += int64(n)
 	if err == io.EOF {
 		b.sawEOF = true
+		b.w.c.watch.allow(b.w.c.br.Buffered() == 0)
 	}
 	return n, err
 }
