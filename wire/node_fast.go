@@ -25,6 +25,9 @@ import (
 // null array elements give "").
 func (n *NodeRecord) decodeFast(b []byte) bool {
 	d := fastDec{b: b}
+	if len(b) <= srcShareMax {
+		d.src = string(b)
+	}
 	var r NodeRecord
 	var seen uint64
 	d.ws()
@@ -260,6 +263,50 @@ type fastDec struct {
 	b    []byte
 	i    int
 	done bool // set by next when it consumed the closing bracket
+
+	// Allocation batching (values equal either way, strings are immutable):
+	// a small body is copied to src once and the decoded strings are slices
+	// of it; the pointer members' targets share one fastSlots. A decoded
+	// record so keeps at most its body and ~450 bytes alive.
+	src   string
+	slots *fastSlots
+	used  fastSlotsUsed
+}
+
+// srcShareMax bounds the body that decoded strings may share: a larger one
+// (whitespace padding, say) gets one copy per string instead.
+const srcShareMax = 2048
+
+// fastSlots holds the targets of a NodeRecord's pointer members: one slot
+// per member (19 *string, 6 *uint32, 3 *uint64, 3 *bool, 3 *[]string, 1
+// *float32). A duplicate member, rejected after its value is read, may
+// find its kind full; it then gets a fresh allocation.
+type fastSlots struct {
+	strs  [19]string
+	u32s  [6]uint32
+	u64s  [3]uint64
+	bools [3]bool
+	lists [3][]string
+	f32s  [1]float32
+}
+
+type fastSlotsUsed struct{ strs, u32s, u64s, bools, lists, f32 uint8 }
+
+func (d *fastDec) slot() *fastSlots {
+	if d.slots == nil {
+		d.slots = new(fastSlots)
+	}
+	return d.slots
+}
+
+// slotFor returns the next free element of arr, counting in *used, or a
+// fresh T when arr is full.
+func slotFor[T any](arr []T, used *uint8) *T {
+	if int(*used) < len(arr) {
+		*used++
+		return &arr[*used-1]
+	}
+	return new(T)
 }
 
 // ws skips JSON whitespace.
@@ -306,6 +353,7 @@ func (d *fastDec) key() ([]byte, bool) {
 		return nil, false
 	}
 	start := d.i
+	d.skipPlain()
 	for d.i < len(d.b) {
 		c := d.b[d.i]
 		if c == '"' {
@@ -333,6 +381,7 @@ func (d *fastDec) str() (string, bool) {
 		return "", false
 	}
 	start, ascii := d.i, true
+	d.skipPlain()
 	for d.i < len(d.b) {
 		c := d.b[d.i]
 		if c == '"' {
@@ -340,6 +389,9 @@ func (d *fastDec) str() (string, bool) {
 			d.i++
 			if !ascii && !utf8.Valid(s) {
 				return "", false
+			}
+			if d.src != "" {
+				return d.src[start : d.i-1], true
 			}
 			return string(s), true
 		}
@@ -352,6 +404,22 @@ func (d *fastDec) str() (string, bool) {
 		d.i++
 	}
 	return "", false
+}
+
+// plainASCII marks the bytes a string holds as they are: printable ASCII
+// other than '"' and '\\'. A read-only table.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// skipPlain advances over plainASCII bytes.
+func (d *fastDec) skipPlain() {
+	for d.i < len(d.b) && plainASCII[d.b[d.i]] {
+		d.i++
+	}
 }
 
 // null consumes a null literal. The caller's delimiter check rejects "nullx".
@@ -393,7 +461,8 @@ func (d *fastDec) optBool(dst **bool) bool {
 	}
 	v, ok := d.boolean()
 	if ok {
-		*dst = &v
+		p := slotFor(d.slot().bools[:], &d.used.bools)
+		*p, *dst = v, p
 	}
 	return ok
 }
@@ -404,7 +473,8 @@ func (d *fastDec) optStr(dst **string) bool {
 	}
 	s, ok := d.str()
 	if ok {
-		*dst = &s
+		p := slotFor(d.slot().strs[:], &d.used.strs)
+		*p, *dst = s, p
 	}
 	return ok
 }
@@ -455,8 +525,8 @@ func (d *fastDec) optUint32(dst **uint32) bool {
 	}
 	v, ok := d.uint(32)
 	if ok {
-		u := uint32(v)
-		*dst = &u
+		p := slotFor(d.slot().u32s[:], &d.used.u32s)
+		*p, *dst = uint32(v), p
 	}
 	return ok
 }
@@ -467,7 +537,8 @@ func (d *fastDec) optUint64(dst **uint64) bool {
 	}
 	v, ok := d.uint(64)
 	if ok {
-		*dst = &v
+		p := slotFor(d.slot().u64s[:], &d.used.u64s)
+		*p, *dst = v, p
 	}
 	return ok
 }
@@ -502,8 +573,8 @@ func (d *fastDec) optFloat32(dst **float32) bool {
 	if err != nil || math.Abs(f) > math.MaxFloat32 {
 		return false
 	}
-	v := float32(f)
-	*dst = &v
+	p := slotFor(d.slot().f32s[:], &d.used.f32)
+	*p, *dst = float32(f), p
 	return true
 }
 
@@ -522,7 +593,8 @@ func (d *fastDec) optStrs(dst **[]string) bool {
 	}
 	v, ok := d.strs()
 	if ok {
-		*dst = &v
+		p := slotFor(d.slot().lists[:], &d.used.lists)
+		*p, *dst = v, p
 	}
 	return ok
 }
