@@ -25,9 +25,6 @@ import (
 // null array elements give "").
 func (n *NodeRecord) decodeFast(b []byte) bool {
 	d := fastDec{b: b}
-	if len(b) <= srcShareMax {
-		d.src = string(b)
-	}
 	var r NodeRecord
 	var seen uint64
 	d.ws()
@@ -37,6 +34,9 @@ func (n *NodeRecord) decodeFast(b []byte) bool {
 	d.ws()
 	if d.byte('}') {
 		return false // {} misses required members: the fallback says which.
+	}
+	if len(b) <= srcShareMax {
+		d.src = string(b)
 	}
 	for {
 		key, ok := d.key()

@@ -111,6 +111,16 @@ func nodeDecodeCases() []struct {
 		{" \t\r\n" + typ + " \n\t\r", true},
 		{strings.NewReplacer(",", " , ", ":", "\n:\t", "{", "{ ", "}", " }", "[", "[ ", "]", " ]").Replace(typ), true},
 		{`{"capabilities":{},"last_seen_unix_ms":0,"version":"1","id":"n"}`, true},
+		// Bodies over srcShareMax: strings are copied one by one.
+		{strings.Replace(typ, `,"version"`, strings.Repeat(" ", srcShareMax)+`,"version"`, 1), true},
+		{rep(`"hb=000000"]`, `"hb=000000"`+strings.Repeat(`,"x-label"`, 300)+`]`), true},
+		// Every slot used, then a duplicate: rejected after a fresh allocation.
+		{strings.TrimSuffix(everyFastField, "}") + `,"listen_addr":"again"}`, false},
+		{strings.TrimSuffix(everyFastField, "}") + `,"gpu_total_count":1}`, false},
+		{strings.TrimSuffix(everyFastField, "}") + `,"maintenance":true}`, false},
+		{strings.TrimSuffix(everyFastField, "}") + `,"cpu_usage_pct":1}`, false},
+		{strings.TrimSuffix(everyFastField, "}") + `,"probe_failures":[]}`, false},
+		{strings.TrimSuffix(everyFastField, "}") + `,"memory_free_bytes":1}`, false},
 		// Nulls: pointers nil, plain members zero; required members fall back.
 		{min(`"listen_addr":null,"workload_classes":null,"maintenance":null,"gpu_total_count":null,"cpu_usage_pct":null,"memory_free_bytes":null,"probe_failures":null`), true},
 		{`{"id":"n","capabilities":{"gpu_cuda":null,"labels":null,"cpu_cores":null,"arch":null},"version":"1","last_seen_unix_ms":0}`, true},
@@ -224,6 +234,29 @@ func TestNodeRecordFastDecodeMatchesEncodingJSON(t *testing.T) {
 	for _, tc := range nodeDecodeCases() {
 		if took := checkSame(t, []byte(tc.in)); took != tc.fast {
 			t.Errorf("%q: fast path took it: %v, want %v", tc.in, took, tc.fast)
+		}
+	}
+}
+
+// The decoded strings must not share the caller's buffer, which the server
+// reuses: overwrite it after decoding and compare.
+func TestNodeRecordFastDecodeCopiesStrings(t *testing.T) {
+	long := strings.Replace(everyFastField, `,"version"`, strings.Repeat(" ", srcShareMax)+`,"version"`, 1)
+	for _, in := range []string{typicalHeartbeat, everyFastField, long} {
+		var want NodeRecord
+		if err := slowUnmarshal(&want, []byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		buf := []byte(in)
+		var got NodeRecord
+		if !got.decodeFast(buf) {
+			t.Fatalf("%.40q...: the fast path did not take it", in)
+		}
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%.40q...: after overwriting the input the record is\n%s", in, dump(got))
 		}
 	}
 }
