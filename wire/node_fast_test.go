@@ -238,6 +238,24 @@ func TestNodeRecordFastDecodeMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// What a Go client sends (json.Marshal of a record: every bool of
+// capabilities, "memory_free_bytes":null) takes the fast path.
+func TestNodeRecordFastDecodeTakesGoEncoding(t *testing.T) {
+	for _, in := range []string{typicalHeartbeat, everyFastField, `{"id":"n","capabilities":{},"version":"1","last_seen_unix_ms":0}`} {
+		var rec NodeRecord
+		if err := slowUnmarshal(&rec, []byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		enc, err := json.Marshal(&rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !checkSame(t, enc) {
+			t.Errorf("%s: the fast path did not take it", enc)
+		}
+	}
+}
+
 // The decoded strings must not share the caller's buffer, which the server
 // reuses: overwrite it after decoding and compare.
 func TestNodeRecordFastDecodeCopiesStrings(t *testing.T) {
@@ -266,6 +284,22 @@ func FuzzNodeRecordDecode(f *testing.F) {
 		f.Add([]byte(tc.in))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) { checkSame(t, b) })
+}
+
+// FuzzNodeRecordDecodeFields keeps the record's skeleton valid and fuzzes
+// the raw text of its values, so that far more inputs reach the fast path's
+// string, integer and float decoding than byte-level mutation of whole
+// bodies does.
+func FuzzNodeRecordDecodeFields(f *testing.F) {
+	f.Add("host-000001", "pool=train", "64", "1796078331829", "1.75", " ")
+	f.Add("h\\u00e9", "", "4294967296", "18446744073709551616", "1e-46", "\n")
+	f.Add("日本", "\xff", "01", "-0", "3.4028236e38", "x")
+	f.Fuzz(func(t *testing.T, str, label, u32, u64, float, space string) {
+		in := `{"id":"` + str + `","capabilities":{"cpu_cores":` + u32 + `,"hostname":"` + str +
+			`","labels":["` + label + `",null]},"version":"v","last_seen_unix_ms":` + u64 +
+			`,"gpu_total_count":` + u32 + `,"memory_free_bytes":` + u64 + `,"cpu_usage_pct":` + float + space + `}`
+		checkSame(t, []byte(in))
+	})
 }
 
 func BenchmarkNodeRecordDecode(b *testing.B) {
