@@ -47,6 +47,9 @@ type NodeRecord struct {
 
 // UnmarshalJSON decodes a record and enforces the required members.
 func (n *NodeRecord) UnmarshalJSON(b []byte) error {
+	if ok := n.decodeFast(b); ok {
+		return nil
+	}
 	type plain NodeRecord
 	var aux struct {
 		plain
