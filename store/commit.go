@@ -161,12 +161,9 @@ func (s *Store) lead(r *writeReq) error {
 	q.mu.Unlock()
 
 	s.writeBatch(batch)
-	if e := s.epoch.Load(); e != s.writerEpoch {
-		// The batch failed: re-derive the writer's state now (nothing else
-		// is in flight), so reads waiting for a clean index go on.
-		s.resetAfterFailure()
-		s.writerEpoch = e
-	}
+	// If the batch failed, re-derive the writer's state before handing on
+	// the lead, so reads waiting for a clean index go on.
+	s.catchUpEpoch()
 
 	q.mu.Lock()
 	if len(q.waiting) > 0 {
@@ -178,16 +175,21 @@ func (s *Store) lead(r *writeReq) error {
 	return <-r.done // answered by its batch
 }
 
-// writeBatch is the single writer's step: one batch built, synced and
-// answered (inline), or handed to syncLoop (pipelined).
-func (s *Store) writeBatch(batch []*writeReq) {
+// catchUpEpoch runs on the writer: after a failed batch, it lets every
+// batch built on it fail too, then re-derives what the writer holds from
+// the acknowledged state.
+func (s *Store) catchUpEpoch() {
 	if e := s.epoch.Load(); e != s.writerEpoch {
-		// A batch failed: let every batch built on it fail too, then
-		// re-derive what the writer holds from the acknowledged state.
 		s.batchesInFlight.Wait()
 		s.resetAfterFailure()
 		s.writerEpoch = e
 	}
+}
+
+// writeBatch is the single writer's step: one batch built, synced and
+// answered (inline), or handed to syncLoop (pipelined).
+func (s *Store) writeBatch(batch []*writeReq) {
+	s.catchUpEpoch()
 	if err := s.fatal(); err != nil {
 		for _, r := range batch {
 			r.done <- ErrStorageFailed

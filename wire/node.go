@@ -46,10 +46,18 @@ type NodeRecord struct {
 }
 
 // UnmarshalJSON decodes a record and enforces the required members.
+// A hand-written fast path (node_fast.go) takes the common shapes; anything
+// else goes through encoding/json (unmarshalSlow).
 func (n *NodeRecord) UnmarshalJSON(b []byte) error {
 	if ok := n.decodeFast(b); ok {
 		return nil
 	}
+	return n.unmarshalSlow(b)
+}
+
+// unmarshalSlow is the encoding/json path, and the reference the fast path
+// is tested against.
+func (n *NodeRecord) unmarshalSlow(b []byte) error {
 	type plain NodeRecord
 	var aux struct {
 		plain

@@ -14,36 +14,6 @@ const typicalHeartbeat = `{"id":"node-000001","capabilities":{"gpu_cuda":true,"g
 // everyFastField sets every member the fast path decodes itself.
 const everyFastField = `{"id":"n1","capabilities":{"gpu_cuda":true,"gpu_metal":true,"gpu_vulkan":true,"gpu_webgpu":true,"npu":true,"visus_eligible":true,"multi_modal":true,"device_class":"dc","min_vram_mb":4294967295,"cpu_cores":0,"arch":"a","hostname":"h","labels":["l1","l2"],"min_cpu_cores":3,"prefer_gpu_compute":true,"routing_tier":"rt","is_low_confidence_bypass_blocked":true,"force_socrates_research":true},"listen_addr":"127.0.0.1:1","version":"v","last_seen_unix_ms":18446744073709551615,"scope_id":"s","visibility":"vis","pool_id":"p","trust_tier":"t","workload_classes":["w1","w2","w3","w4","w5"],"privacy_class":"pc","loaded_llm_models":[],"maintenance":true,"maintenance_until_unix_ms":5,"provider":"pr","gpu_total_count":1,"gpu_healthy_count":2,"gpu_allocatable_count":3,"gpu_inventory_source":"gis","gpu_truth_layer":"gtl","nvidia_driver_version":"nv","cuda_driver_version":"cu","gpu_readiness_ok":false,"gpu_readiness_reason":"r","gpu_readiness_checked_unix_ms":9,"quarantined":false,"host_triple":"x86_64-linux","cpu_usage_pct":-0.5e-3,"memory_free_bytes":123456789012,"owner_vox_user_id":"o","ed25519_pub_key_b64":"AAAA","probe_failures":["f",null,"g"]}`
 
-// slowUnmarshal is NodeRecord.UnmarshalJSON's encoding/json path on its
-// own (a copy of the code after the fast-path hook in node.go: keep them in
-// step). It is the reference the fast path must agree with.
-func slowUnmarshal(n *NodeRecord, b []byte) error {
-	type plain NodeRecord
-	var aux struct {
-		plain
-		ID             *string              `json:"id"`
-		Capabilities   *TaskCapabilityHints `json:"capabilities"`
-		Version        *string              `json:"version"`
-		LastSeenUnixMs *uint64              `json:"last_seen_unix_ms"`
-	}
-	if err := json.Unmarshal(b, &aux); err != nil {
-		return err
-	}
-	switch {
-	case aux.ID == nil:
-		return missing("id")
-	case aux.Capabilities == nil:
-		return missing("capabilities")
-	case aux.Version == nil:
-		return missing("version")
-	case aux.LastSeenUnixMs == nil:
-		return missing("last_seen_unix_ms")
-	}
-	*n = NodeRecord(aux.plain)
-	n.ID, n.Capabilities, n.Version, n.LastSeenUnixMs = *aux.ID, *aux.Capabilities, *aux.Version, *aux.LastSeenUnixMs
-	return nil
-}
-
 // prefilled is a non-zero starting value: both paths must replace it
 // wholesale on success and leave it alone on failure.
 func prefilled() NodeRecord {
@@ -63,7 +33,7 @@ func checkSame(t *testing.T, b []byte) bool {
 	for _, start := range []NodeRecord{{}, prefilled()} {
 		got, want := start, start
 		gerr := got.UnmarshalJSON(b)
-		werr := slowUnmarshal(&want, b)
+		werr := want.unmarshalSlow(b)
 		if fmt.Sprint(gerr) != fmt.Sprint(werr) || reflect.TypeOf(gerr) != reflect.TypeOf(werr) {
 			t.Fatalf("%q: error %T %v, encoding/json path %T %v", b, gerr, gerr, werr, werr)
 		}
@@ -243,7 +213,7 @@ func TestNodeRecordFastDecodeMatchesEncodingJSON(t *testing.T) {
 func TestNodeRecordFastDecodeTakesGoEncoding(t *testing.T) {
 	for _, in := range []string{typicalHeartbeat, everyFastField, `{"id":"n","capabilities":{},"version":"1","last_seen_unix_ms":0}`} {
 		var rec NodeRecord
-		if err := slowUnmarshal(&rec, []byte(in)); err != nil {
+		if err := rec.unmarshalSlow([]byte(in)); err != nil {
 			t.Fatal(err)
 		}
 		enc, err := json.Marshal(&rec)
@@ -262,7 +232,7 @@ func TestNodeRecordFastDecodeCopiesStrings(t *testing.T) {
 	long := strings.Replace(everyFastField, `,"version"`, strings.Repeat(" ", srcShareMax)+`,"version"`, 1)
 	for _, in := range []string{typicalHeartbeat, everyFastField, long} {
 		var want NodeRecord
-		if err := slowUnmarshal(&want, []byte(in)); err != nil {
+		if err := want.unmarshalSlow([]byte(in)); err != nil {
 			t.Fatal(err)
 		}
 		buf := []byte(in)
@@ -317,7 +287,7 @@ func BenchmarkNodeRecordDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			var n NodeRecord
-			if err := slowUnmarshal(&n, body); err != nil {
+			if err := n.unmarshalSlow(body); err != nil {
 				b.Fatal(err)
 			}
 		}

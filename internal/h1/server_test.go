@@ -254,10 +254,12 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
-// TestShutdownContext: Shutdown gives up when its context ends.
-func TestShutdownContext(t *testing.T) {
+// heldRequest starts a server and sends it one request whose handler
+// blocks until the test ends; it returns once the handler runs.
+func heldRequest(t *testing.T) (*Server, net.Conn) {
+	t.Helper()
 	release := make(chan struct{})
-	defer close(release)
+	t.Cleanup(func() { close(release) })
 	started := make(chan struct{})
 	s, ln, _ := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(started)
@@ -267,9 +269,15 @@ func TestShutdownContext(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(func() { nc.Close() })
 	io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
 	<-started
+	return s, nc
+}
+
+// TestShutdownContext: Shutdown gives up when its context ends.
+func TestShutdownContext(t *testing.T) {
+	s, _ := heldRequest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -279,20 +287,7 @@ func TestShutdownContext(t *testing.T) {
 
 // TestClose: Close drops active connections at once.
 func TestClose(t *testing.T) {
-	started := make(chan struct{})
-	release := make(chan struct{})
-	defer close(release)
-	s, ln, _ := startH1(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(started)
-		<-release
-	}), nil)
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	io.WriteString(nc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	<-started
+	s, nc := heldRequest(t)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
