@@ -302,3 +302,24 @@ func BenchmarkDeliverRequestDecode(b *testing.B) {
 		}
 	})
 }
+
+// skipPlain's eight-at-a-time loop stops where the byte loop alone would:
+// every byte value at every position of a plain run, from several offsets.
+func TestSkipPlainMatchesByteLoop(t *testing.T) {
+	for c := range 256 {
+		for pos := range 20 {
+			buf := []byte(strings.Repeat("a~ 0", 6)[:21])
+			buf[pos] = byte(c)
+			for start := range 4 {
+				want := start
+				for want < len(buf) && plainASCII[buf[want]] {
+					want++
+				}
+				d := fastDec{b: buf, i: start}
+				if d.skipPlain(); d.i != want {
+					t.Fatalf("byte %#x at %d, from %d: stopped at %d, want %d", c, pos, start, d.i, want)
+				}
+			}
+		}
+	}
+}
