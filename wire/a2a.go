@@ -21,7 +21,18 @@ type DeliverRequest struct {
 	NotBeforeUnixMs     *uint64 `json:"not_before_unix_ms,omitempty"`
 }
 
+// UnmarshalJSON takes the hand-written fast path (deliver_fast.go) where it
+// applies and encoding/json otherwise.
 func (r *DeliverRequest) UnmarshalJSON(b []byte) error {
+	if r.decodeFast(b) {
+		return nil
+	}
+	return r.unmarshalSlow(b)
+}
+
+// unmarshalSlow is the encoding/json path: the fast path's fallback and the
+// reference its tests compare against.
+func (r *DeliverRequest) unmarshalSlow(b []byte) error {
 	type plain DeliverRequest
 	var aux struct {
 		plain

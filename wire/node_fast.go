@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -415,8 +416,22 @@ var plainASCII = func() (t [256]bool) {
 	return t
 }()
 
-// skipPlain advances over plainASCII bytes.
+// skipPlain advances over plainASCII bytes, eight at a time while none of
+// the eight is a control character, '"', '\\' or non-ASCII (a long payload
+// is mostly such bytes), then one at a time.
 func (d *fastDec) skipPlain() {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for d.i+8 <= len(d.b) {
+		w := binary.LittleEndian.Uint64(d.b[d.i:])
+		q, bs := w^(ones*'"'), w^(ones*'\\')
+		// A byte's high bit is set where it is < 0x20, is zero after the
+		// xor (so '"' or '\\'), or is >= 0x80; borrows may mark more bytes
+		// of a word that has one, never a word that has none.
+		if ((w-ones*0x20)&^w|(q-ones)&^q|(bs-ones)&^bs|w)&highs != 0 {
+			break
+		}
+		d.i += 8
+	}
 	for d.i < len(d.b) && plainASCII[d.b[d.i]] {
 		d.i++
 	}
