@@ -80,6 +80,7 @@ func TestCrashRestart(t *testing.T) {
 		msg := fmt.Sprintf(format, args...)
 		if srv != nil {
 			msg += "\n--- server log tail ---\n" + srv.stderr.tail(30)
+			srv.kill() // a failed run must not leave its server running
 		}
 		t.Fatal(msg + led.report())
 	}
