@@ -1,8 +1,6 @@
 package wire
 
 import (
-	"encoding/json"
-	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -25,34 +23,12 @@ func prefilledDeliver() DeliverRequest {
 	}
 }
 
-// checkSameDeliver decodes b with the full UnmarshalJSON and with the
-// reference, from a zero and from a prefilled request, and reports any
-// difference. It returns whether the fast path took the input.
+// deliverSubject is DeliverRequest for the shared fast-path checks.
+var deliverSubject = fastSubject[DeliverRequest]{prefilled: prefilledDeliver}
+
 func checkSameDeliver(t *testing.T, b []byte) bool {
 	t.Helper()
-	for _, start := range []DeliverRequest{{}, prefilledDeliver()} {
-		got, want := start, start
-		gerr := got.UnmarshalJSON(b)
-		werr := want.unmarshalSlow(b)
-		if fmt.Sprint(gerr) != fmt.Sprint(werr) || reflect.TypeOf(gerr) != reflect.TypeOf(werr) {
-			t.Fatalf("%q: error %T %v, encoding/json path %T %v", b, gerr, gerr, werr, werr)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: decoded\n%s\nencoding/json path\n%s", b, dumpDeliver(got), dumpDeliver(want))
-		}
-	}
-	fast := prefilledDeliver()
-	took := fast.decodeFast(b)
-	if !took && !reflect.DeepEqual(fast, prefilledDeliver()) {
-		t.Fatalf("%q: the fast path gave up but changed the request: %s", b, dumpDeliver(fast))
-	}
-	return took
-}
-
-// dumpDeliver shows pointers' targets, which %+v does not.
-func dumpDeliver(r DeliverRequest) string {
-	j, _ := json.Marshal(r)
-	return string(j)
+	return checkSameAs(t, deliverSubject, b)
 }
 
 // deliverDecodeCases lists inputs and whether the fast path must take them
@@ -212,7 +188,7 @@ func TestDeliverRequestDecodeErrorLeavesValue(t *testing.T) {
 			t.Fatalf("%s: no error", in)
 		}
 		if !reflect.DeepEqual(r, prefilledDeliver()) {
-			t.Fatalf("%s: the request changed to %s", in, dumpDeliver(r))
+			t.Fatalf("%s: the request changed to %s", in, deliverSubject.dump(r))
 		}
 	}
 }
@@ -220,42 +196,12 @@ func TestDeliverRequestDecodeErrorLeavesValue(t *testing.T) {
 // What a Go client sends (json.Marshal of a request, as cli/bench.go and the
 // client package do) takes the fast path.
 func TestDeliverRequestFastDecodeTakesGoEncoding(t *testing.T) {
-	for _, in := range []string{typicalDeliver, everyDeliverField, `{"sender_agent_id":"1","receiver_agent_id":"2","message_type":"m","payload":""}`} {
-		var req DeliverRequest
-		if err := req.unmarshalSlow([]byte(in)); err != nil {
-			t.Fatal(err)
-		}
-		enc, err := json.Marshal(&req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !checkSameDeliver(t, enc) {
-			t.Errorf("%s: the fast path did not take it", enc)
-		}
-	}
+	checkTakesGoEncoding(t, deliverSubject, typicalDeliver, everyDeliverField, `{"sender_agent_id":"1","receiver_agent_id":"2","message_type":"m","payload":""}`)
 }
 
-// The decoded strings must not share the caller's buffer, which the server
-// reuses: overwrite it after decoding and compare.
 func TestDeliverRequestFastDecodeCopiesStrings(t *testing.T) {
 	long := strings.Replace(everyDeliverField, `,"payload"`, strings.Repeat(" ", srcShareMax)+`,"payload"`, 1)
-	for _, in := range []string{typicalDeliver, everyDeliverField, long} {
-		var want DeliverRequest
-		if err := want.unmarshalSlow([]byte(in)); err != nil {
-			t.Fatal(err)
-		}
-		buf := []byte(in)
-		var got DeliverRequest
-		if !got.decodeFast(buf) {
-			t.Fatalf("%.40q...: the fast path did not take it", in)
-		}
-		for i := range buf {
-			buf[i] = 'x'
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%.40q...: after overwriting the input the request is\n%s", in, dumpDeliver(got))
-		}
-	}
+	checkCopiesStrings(t, deliverSubject, typicalDeliver, everyDeliverField, long)
 }
 
 func FuzzDeliverRequestDecode(f *testing.F) {

@@ -1,9 +1,6 @@
 package wire
 
 import (
-	"encoding/json"
-	"fmt"
-	"reflect"
 	"strings"
 	"testing"
 )
@@ -25,34 +22,12 @@ func prefilled() NodeRecord {
 	}
 }
 
-// checkSame decodes b with the full UnmarshalJSON and with the reference,
-// from a zero and from a prefilled record, and reports any difference. It
-// returns whether the fast path took the input.
+// nodeSubject is NodeRecord for the shared fast-path checks.
+var nodeSubject = fastSubject[NodeRecord]{prefilled: prefilled}
+
 func checkSame(t *testing.T, b []byte) bool {
 	t.Helper()
-	for _, start := range []NodeRecord{{}, prefilled()} {
-		got, want := start, start
-		gerr := got.UnmarshalJSON(b)
-		werr := want.unmarshalSlow(b)
-		if fmt.Sprint(gerr) != fmt.Sprint(werr) || reflect.TypeOf(gerr) != reflect.TypeOf(werr) {
-			t.Fatalf("%q: error %T %v, encoding/json path %T %v", b, gerr, gerr, werr, werr)
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%q: decoded\n%s\nencoding/json path\n%s", b, dump(got), dump(want))
-		}
-	}
-	fast := prefilled()
-	took := fast.decodeFast(b)
-	if !took && !reflect.DeepEqual(fast, prefilled()) {
-		t.Fatalf("%q: the fast path gave up but changed the record: %s", b, dump(fast))
-	}
-	return took
-}
-
-// dump shows pointers' targets, which %+v does not.
-func dump(n NodeRecord) string {
-	j, _ := json.Marshal(n)
-	return fmt.Sprintf("%s\n(labels nil: %v)", j, n.Capabilities.Labels == nil)
+	return checkSameAs(t, nodeSubject, b)
 }
 
 // nodeDecodeCases lists inputs and whether the fast path must take them
@@ -211,42 +186,12 @@ func TestNodeRecordFastDecodeMatchesEncodingJSON(t *testing.T) {
 // What a Go client sends (json.Marshal of a record: every bool of
 // capabilities, "memory_free_bytes":null) takes the fast path.
 func TestNodeRecordFastDecodeTakesGoEncoding(t *testing.T) {
-	for _, in := range []string{typicalHeartbeat, everyFastField, `{"id":"n","capabilities":{},"version":"1","last_seen_unix_ms":0}`} {
-		var rec NodeRecord
-		if err := rec.unmarshalSlow([]byte(in)); err != nil {
-			t.Fatal(err)
-		}
-		enc, err := json.Marshal(&rec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !checkSame(t, enc) {
-			t.Errorf("%s: the fast path did not take it", enc)
-		}
-	}
+	checkTakesGoEncoding(t, nodeSubject, typicalHeartbeat, everyFastField, `{"id":"n","capabilities":{},"version":"1","last_seen_unix_ms":0}`)
 }
 
-// The decoded strings must not share the caller's buffer, which the server
-// reuses: overwrite it after decoding and compare.
 func TestNodeRecordFastDecodeCopiesStrings(t *testing.T) {
 	long := strings.Replace(everyFastField, `,"version"`, strings.Repeat(" ", srcShareMax)+`,"version"`, 1)
-	for _, in := range []string{typicalHeartbeat, everyFastField, long} {
-		var want NodeRecord
-		if err := want.unmarshalSlow([]byte(in)); err != nil {
-			t.Fatal(err)
-		}
-		buf := []byte(in)
-		var got NodeRecord
-		if !got.decodeFast(buf) {
-			t.Fatalf("%.40q...: the fast path did not take it", in)
-		}
-		for i := range buf {
-			buf[i] = 'x'
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("%.40q...: after overwriting the input the record is\n%s", in, dump(got))
-		}
-	}
+	checkCopiesStrings(t, nodeSubject, typicalHeartbeat, everyFastField, long)
 }
 
 func FuzzNodeRecordDecode(f *testing.F) {
