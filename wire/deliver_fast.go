@@ -25,28 +25,13 @@ package wire
 // once and the decoded strings are slices of that copy. A delivery's body is
 // mostly its payload, so the copy keeps little more alive than the members
 // themselves would, and only for the request's life: the store encodes the
-// row to bytes and keeps none of these strings.
+// row to bytes and keeps none of these strings. The pointer members'
+// targets share one fastSlots, as a NodeRecord's do.
 func (r *DeliverRequest) decodeFast(b []byte) bool {
-	d := deliverDec{fastDec: fastDec{b: b}}
+	d := fastDec{b: b}
 	var v DeliverRequest
-	var seen uint16
-	d.ws()
-	if !d.byte('{') {
-		return false
-	}
-	d.ws()
-	if d.byte('}') {
-		return false // {} misses required members: the fallback says which.
-	}
-	if len(b) <= srcShareMax {
-		d.src = string(b)
-	}
-	for {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		var f uint
+	const required = 1<<0 | 1<<1 | 1<<2 | 1<<3 // sender_agent_id, receiver_agent_id, message_type, payload
+	ok := d.topObject(required, func(key []byte) (f uint, ok bool) {
 		switch string(key) {
 		case "sender_agent_id":
 			f = 0
@@ -62,118 +47,43 @@ func (r *DeliverRequest) decodeFast(b []byte) bool {
 			v.Payload, ok = d.str()
 		case "idempotency_key":
 			f = 4
-			ok = d.ptrStr(&v.IdempotencyKey)
+			ok = d.optStr(&v.IdempotencyKey)
 		case "privacy_class":
 			f = 5
-			ok = d.ptrStr(&v.PrivacyClass)
+			ok = d.optStr(&v.PrivacyClass)
 		case "payload_blake3_hex":
 			f = 6
-			ok = d.ptrStr(&v.PayloadBlake3Hex)
+			ok = d.optStr(&v.PayloadBlake3Hex)
 		case "worker_ed25519_sig_b64":
 			f = 7
-			ok = d.ptrStr(&v.WorkerEd25519SigB64)
+			ok = d.optStr(&v.WorkerEd25519SigB64)
 		case "jwe_payload":
 			f = 8
-			ok = d.ptrStr(&v.JWEPayload)
+			ok = d.optStr(&v.JWEPayload)
 		case "priority":
 			f = 9
-			ok = d.ptrUint8(&v.Priority)
+			ok = d.optUint8(&v.Priority)
 		case "task_kind":
 			f = 10
-			ok = d.ptrStr(&v.TaskKind)
+			ok = d.optStr(&v.TaskKind)
 		case "model_id":
 			f = 11
-			ok = d.ptrStr(&v.ModelID)
+			ok = d.optStr(&v.ModelID)
 		case "traceparent":
 			f = 12
-			ok = d.ptrStr(&v.Traceparent)
+			ok = d.optStr(&v.Traceparent)
 		case "not_before_unix_ms":
 			f = 13
-			ok = d.ptrUint64(&v.NotBeforeUnixMs)
+			ok = d.optUint64(&v.NotBeforeUnixMs)
 		default:
 			// Unknown or case-variant names: encoding/json ignores or
 			// folds them.
-			return false
+			return 0, false
 		}
-		if !ok || seen&(1<<f) != 0 {
-			return false
-		}
-		seen |= 1 << f
-		if !d.next('}') {
-			return false
-		}
-		if d.done {
-			break
-		}
-	}
-	d.ws()
-	const required = 1<<0 | 1<<1 | 1<<2 | 1<<3
-	if d.i != len(b) || seen&required != required {
-		return false
-	}
-	*r = v
-	return true
-}
-
-// deliverDec is fastDec with the targets of a DeliverRequest's pointer
-// members in one allocation (fastSlots is sized for a NodeRecord).
-type deliverDec struct {
-	fastDec
-	ptrs *deliverPtrs
-	used struct{ strs uint8 }
-}
-
-// deliverPtrs holds one slot per pointer member: 9 *string, 1 *uint8 and 1
-// *uint64. A duplicate member, rejected after its value is read, may find
-// the strings full; it then gets a fresh allocation.
-type deliverPtrs struct {
-	strs [9]string
-	u8   uint8
-	u64  uint64
-}
-
-func (d *deliverDec) targets() *deliverPtrs {
-	if d.ptrs == nil {
-		d.ptrs = new(deliverPtrs)
-	}
-	return d.ptrs
-}
-
-// ptrStr decodes a string into a pointer member; null leaves it nil.
-func (d *deliverDec) ptrStr(dst **string) bool {
-	if d.null() {
-		return true
-	}
-	s, ok := d.str()
+		return f, ok
+	})
 	if ok {
-		p := slotFor(d.targets().strs[:], &d.used.strs)
-		*p, *dst = s, p
-	}
-	return ok
-}
-
-// ptrUint8 and ptrUint64 have one member each: a duplicate is rejected by
-// the caller, so reusing the slot cannot change an accepted result.
-func (d *deliverDec) ptrUint8(dst **uint8) bool {
-	if d.null() {
-		return true
-	}
-	v, ok := d.uint(8)
-	if ok {
-		p := &d.targets().u8
-		*p, *dst = uint8(v), p
-	}
-	return ok
-}
-
-func (d *deliverDec) ptrUint64(dst **uint64) bool {
-	if d.null() {
-		return true
-	}
-	v, ok := d.uint(64)
-	if ok {
-		p := &d.targets().u64
-		*p, *dst = v, p
+		*r = v
 	}
 	return ok
 }

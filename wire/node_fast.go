@@ -27,24 +27,8 @@ import (
 func (n *NodeRecord) decodeFast(b []byte) bool {
 	d := fastDec{b: b}
 	var r NodeRecord
-	var seen uint64
-	d.ws()
-	if !d.byte('{') {
-		return false
-	}
-	d.ws()
-	if d.byte('}') {
-		return false // {} misses required members: the fallback says which.
-	}
-	if len(b) <= srcShareMax {
-		d.src = string(b)
-	}
-	for {
-		key, ok := d.key()
-		if !ok {
-			return false
-		}
-		var f uint
+	const required = 1<<0 | 1<<1 | 1<<3 | 1<<4 // id, capabilities, version, last_seen_unix_ms
+	ok := d.topObject(required, func(key []byte) (f uint, ok bool) {
 		switch string(key) {
 		case "id":
 			f = 0
@@ -144,8 +128,40 @@ func (n *NodeRecord) decodeFast(b []byte) bool {
 			ok = d.optStrs(&r.ProbeFailures)
 		default:
 			// advertised_models, donation_policy, unknown or case-variant names.
+			return 0, false
+		}
+		return f, ok
+	})
+	if ok {
+		*n = r
+	}
+	return ok
+}
+
+// topObject decodes d.b as one JSON object with every member in required
+// and nothing after it. member reads the value of the member named key and
+// returns the member's bit, or ok false to give up (an unknown name, a
+// value it does not handle). A duplicate member gives up too, and so does
+// {}: it misses required members, and the fallback says which.
+func (d *fastDec) topObject(required uint64, member func(key []byte) (bit uint, ok bool)) bool {
+	d.ws()
+	if !d.byte('{') {
+		return false
+	}
+	d.ws()
+	if d.byte('}') {
+		return false
+	}
+	if len(d.b) <= srcShareMax {
+		d.src = string(d.b)
+	}
+	var seen uint64
+	for {
+		key, ok := d.key()
+		if !ok {
 			return false
 		}
+		f, ok := member(key)
 		if !ok || seen&(1<<f) != 0 {
 			return false
 		}
@@ -158,12 +174,7 @@ func (n *NodeRecord) decodeFast(b []byte) bool {
 		}
 	}
 	d.ws()
-	const required = 1<<0 | 1<<1 | 1<<3 | 1<<4 // id, capabilities, version, last_seen_unix_ms
-	if d.i != len(b) || seen&required != required {
-		return false
-	}
-	*n = r
-	return true
+	return d.i == len(d.b) && seen&required == required
 }
 
 // capabilities decodes a TaskCapabilityHints object; null is left to the
@@ -542,6 +553,19 @@ func (d *fastDec) optUint32(dst **uint32) bool {
 	if ok {
 		p := slotFor(d.slot().u32s[:], &d.used.u32s)
 		*p, *dst = uint32(v), p
+	}
+	return ok
+}
+
+// optUint8 has no slot: only a delivery's priority is a *uint8.
+func (d *fastDec) optUint8(dst **uint8) bool {
+	if d.null() {
+		return true
+	}
+	v, ok := d.uint(8)
+	if ok {
+		p := new(uint8)
+		*p, *dst = uint8(v), p
 	}
 	return ok
 }
